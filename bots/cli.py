@@ -1,0 +1,232 @@
+"""The `parley` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bots.settings import BUNDLED_MODEL, load_settings
+from core.errors import ParleyError, TrainingInterrupted
+from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
+
+DESCRIPTION = """\
+parley: a group-chat bot with its own seq2seq model.
+
+Start here:
+  parley chat                      talk to the bundled model in the terminal
+  parley train --out models/mine   train your own (default corpus: chitchat-dataset)
+  parley eval models/mine          measure it on its held-out test conversations
+  parley chat models/mine          talk to it
+
+Settings come from PARLEY_* environment variables or a .env file (see .env.example).
+"""
+
+
+def _decode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method",
+        choices=["greedy", "beam", "sample"],
+        help="decoding method (default: the model's, usually beam)",
+    )
+    p.add_argument("--beam-width", type=int, help="beams for --method beam")
+    p.add_argument("--temperature", type=float, help="for --method sample")
+    p.add_argument("--top-p", type=float, help="nucleus size for --method sample")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parley", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a model in the terminal",
+        description="Chat in the terminal; the model sees your last turns. "
+        "Type /reset to forget them, /quit to leave. When standard input is "
+        "not a terminal, every line is a message and every reply one line.",
+    )
+    chat.add_argument(
+        "model",
+        nargs="?",
+        type=Path,
+        help=f"model directory (default: $PARLEY_MODEL or {BUNDLED_MODEL.name})",
+    )
+    _decode_args(chat)
+
+    from core.corpora import HELP as CORPUS_HELP
+
+    train = sub.add_parser(
+        "train",
+        help="train a model on a dialogue corpus",
+        description="Train a tokenizer and a seq2seq model. Progress is "
+        "checkpointed: after Ctrl-C or a kill, run the same command to resume.",
+    )
+    train.add_argument("--corpus", default="chitchat", help=CORPUS_HELP)
+    train.add_argument("--out", type=Path, required=True, help="model directory to create")
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0,
+        help="stop after this much training time (0: no limit)",
+    )
+    train.add_argument("--batch-tokens", type=int, default=6000, help="padded tokens per batch")
+    train.add_argument("--learning-rate", type=float, default=2e-3)
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=2,
+        help="stop after this many epochs without validation improvement",
+    )
+    train.add_argument("--seed", type=int, default=0, help="seeds the split and the shuffling")
+    train.add_argument("--vocab-size", type=int, default=8000)
+    train.add_argument("--embed-dim", type=int, default=256)
+    train.add_argument("--encoder-units", type=int, default=256)
+    train.add_argument("--decoder-units", type=int, default=512)
+    train.add_argument("--context-turns", type=int, default=3)
+    train.add_argument("--max-context-tokens", type=int, default=64)
+    train.add_argument("--max-reply-tokens", type=int, default=32)
+    train.add_argument("--dropout", type=float, default=0.1)
+    train.add_argument(
+        "--sampled-softmax",
+        type=int,
+        default=1024,
+        help="output classes sampled per step while training (0: full softmax)",
+    )
+
+    ev = sub.add_parser("eval", help="perplexity and reply metrics on the held-out test split")
+    ev.add_argument("model", type=Path)
+    ev.add_argument("--max-examples", type=int, default=2000, help="test examples for perplexity")
+    ev.add_argument("--generate", type=int, default=500, help="test contexts to answer")
+    _decode_args(ev)
+
+    export = sub.add_parser("export", help="export the decoder as a TensorFlow SavedModel")
+    export.add_argument("model", type=Path)
+    export.add_argument("out", type=Path)
+    return parser
+
+
+def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = True) -> Responder:
+    from dataclasses import replace
+
+    settings = load_settings()
+    responder = Responder.load(model or settings.model, warm_up=False)
+    overrides = settings.decode_overrides()
+    cli = {
+        "method": args.method,
+        "beam_width": args.beam_width,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+    }
+    overrides.update({k: v for k, v in cli.items() if v is not None})
+    try:
+        responder.options = replace(responder.options, **overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ParleyError(str(exc)) from None
+    if warm_up:
+        responder.reply([["hello"]])
+    return responder
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+
+    interactive = sys.stdin.isatty()
+    responder = _responder(args.model, args)
+    turns: list[str] = []
+    keep = responder.meta.config.context_turns
+    if interactive:
+        print("parley is listening. /reset forgets the conversation, /quit leaves.")
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/reset":
+            turns.clear()
+            print("(conversation forgotten)" if interactive else "")
+            continue
+        turns.append(text)
+        reply = responder.reply([turns[-keep:]])[0]
+        turns.append(reply)
+        print(f"parley> {reply}" if interactive else reply, flush=True)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.model.config import ModelConfig
+    from core.model.training import TrainOptions, train
+
+    config = ModelConfig(
+        vocab_size=args.vocab_size,
+        embed_dim=args.embed_dim,
+        encoder_units=args.encoder_units,
+        decoder_units=args.decoder_units,
+        dropout=args.dropout,
+        context_turns=args.context_turns,
+        max_context_tokens=args.max_context_tokens,
+        max_reply_tokens=args.max_reply_tokens,
+        sampled_softmax=args.sampled_softmax,
+    )
+    options = TrainOptions(
+        epochs=args.epochs,
+        batch_tokens=args.batch_tokens,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+    )
+    history = train(args.corpus, args.out, config, options)
+    best = min(h["valid_loss"] for h in history) if history else float("nan")
+    print(
+        f"model saved in {args.out} (best validation loss {best:.3f}); next: parley eval {args.out}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from core.model.evaluation import evaluate, format_table
+
+    responder = _responder(args.model, args, warm_up=False)
+    result = evaluate(
+        args.model, responder, max_examples=args.max_examples, max_generated=args.generate
+    )
+    print(format_table(result))
+    print(f"(written to {args.model / 'eval.json'})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.model.export import export_saved_model
+
+    export_saved_model(Responder.load(args.model, warm_up=False), args.out)
+    print(json.dumps({"saved_model": str(args.out), "signatures": ["greedy", "beam", "sample"]}))
+    return 0
+
+
+COMMANDS = {"chat": cmd_chat, "train": cmd_train, "eval": cmd_eval, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 130
+    except ParleyError as exc:
+        print(f"parley: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Reply-quality metrics over generated text (no TensorFlow)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+from core.text import words
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct(replies: Sequence[str], n: int) -> float:
+    """Distinct-n: unique n-grams over all n-grams of all replies (Li et al. 2016)."""
+    grams = [g for r in replies for g in ngrams(words(r), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repeated_ngram_rate(replies: Sequence[str], n: int = 2) -> float:
+    """Share of word n-grams that repeat an earlier n-gram of the same reply."""
+    total = repeats = 0
+    for reply in replies:
+        grams = ngrams(words(reply), n)
+        total += len(grams)
+        repeats += len(grams) - len(set(grams))
+    return repeats / total if total else 0.0
+
+
+def blandness(replies: Sequence[str], top: int = 10) -> float:
+    """Share of replies that are one of the `top` most frequent replies."""
+    if not replies:
+        return 0.0
+    counts = Counter(r.strip().lower() for r in replies)
+    return sum(c for _, c in counts.most_common(top)) / len(replies)
+
+
+def average_length(replies: Sequence[str]) -> float:
+    return sum(len(words(r)) for r in replies) / len(replies) if replies else 0.0
+
+
+def bleu2(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU with uniform 1- and 2-gram weights and add-one smoothing on 2-grams."""
+    matches, totals = [0, 0], [0, 0]
+    hyp_len = ref_len = 0
+    for hyp, ref in zip(hypotheses, references, strict=True):
+        h, r = words(hyp), words(ref)
+        hyp_len += len(h)
+        ref_len += len(r)
+        for n in (1, 2):
+            hc, rc = Counter(ngrams(h, n)), Counter(ngrams(r, n))
+            matches[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
+            totals[n - 1] += max(len(h) - n + 1, 0)
+    if not hyp_len or not matches[0]:
+        return 0.0
+    p1 = matches[0] / totals[0]
+    p2 = (matches[1] + 1) / (totals[1] + 1)
+    brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return brevity * math.sqrt(p1 * p2)

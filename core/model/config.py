@@ -1,0 +1,74 @@
+"""Model and decoding settings. Plain dataclasses: importing them does not load TensorFlow."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from core.errors import ModelFormatError
+
+DecodeMethod = Literal["greedy", "beam", "sample"]
+
+
+def _from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ModelFormatError(f"unknown {what} setting(s): {', '.join(unknown)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Sizes of the attention encoder-decoder and how it reads a conversation."""
+
+    vocab_size: int = 8000
+    embed_dim: int = 256
+    encoder_units: int = 256  # per direction; the encoder is bidirectional
+    decoder_units: int = 512
+    dropout: float = 0.1
+    tie_embeddings: bool = True  # output layer shares the embedding matrix
+    label_smoothing: float = 0.0
+    sampled_softmax: int = 1024  # classes sampled per training step; 0 = full softmax
+    context_turns: int = 3  # how many previous turns the encoder sees
+    max_context_tokens: int = 64
+    max_reply_tokens: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data, "model")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """How replies are generated."""
+
+    method: DecodeMethod = "beam"
+    beam_width: int = 4
+    length_penalty: float = 0.6  # GNMT's alpha; 0 ranks beams by raw log-probability
+    temperature: float = 0.8
+    top_p: float = 0.9
+    no_repeat_ngram: int = 3  # never emit an n-gram of tokens twice in one reply; 0 = off
+    max_length: int = 32
+    min_length: int = 1
+    seed: int = 0  # for sampling: 0 draws a fresh seed per call, any other value repeats
+
+    def __post_init__(self) -> None:
+        if self.method not in ("greedy", "beam", "sample"):
+            raise ValueError(f"decoding method must be greedy, beam or sample, not {self.method!r}")
+        if self.beam_width < 1 or self.max_length < 1 or self.min_length < 1:
+            raise ValueError("beam width, max length and min length must be at least 1")
+        if not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise ValueError("top_p must be in (0, 1] and temperature above 0")
+        if self.no_repeat_ngram == 1 or self.no_repeat_ngram < 0:
+            raise ValueError("no_repeat_ngram must be 0 (off) or at least 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecodeOptions:
+        return _from_dict(cls, data, "decoding")

@@ -1,0 +1,100 @@
+"""Subword tokenizer: SentencePiece unigram with byte fallback, trained on the corpus.
+
+Byte fallback means any text (emoji, rare CJK characters) round-trips without <unk>,
+and Chinese needs no word segmentation: pieces are learned from raw characters.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from core.errors import ModelFormatError
+from core.text import normalize
+
+PAD, UNK, BOS, EOS, SEP = 0, 1, 2, 3, 4
+SEP_PIECE = "<sep>"
+
+
+class Tokenizer:
+    """Text to ids and back. Ids 0-4 are pad, unk, bos, eos and the turn separator."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.proto = model_proto
+        self._sp = spm.SentencePieceProcessor()
+        try:
+            self._sp.LoadFromSerializedProto(model_proto)
+        except (RuntimeError, OSError) as exc:
+            raise ModelFormatError(f"unreadable tokenizer model: {exc}") from None
+        if self._sp.piece_to_id(SEP_PIECE) != SEP or self._sp.eos_id() != EOS:
+            raise ModelFormatError("tokenizer model does not have parley's special ids")
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, seed_sentences: int = 300_000
+    ) -> Tokenizer:
+        """Learn a vocabulary of at most `vocab_size` pieces from `texts`."""
+        sentences = [t for t in (normalize(t) for t in texts) if t]
+        if not sentences:
+            raise ValueError("no text to train a tokenizer on")
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=buf,
+            model_type="unigram",
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,  # small corpora (a test, a tiny Chinese set) get fewer pieces
+            character_coverage=0.9995,
+            byte_fallback=True,
+            normalization_rule_name="identity",  # `normalize` already ran
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            user_defined_symbols=[SEP_PIECE],
+            input_sentence_size=seed_sentences,
+            shuffle_input_sentence=True,
+            num_threads=2,
+            minloglevel=2,
+        )
+        return cls(buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> Tokenizer:
+        try:
+            return cls(path.read_bytes())
+        except OSError as exc:
+            raise ModelFormatError(f"{path}: cannot read tokenizer ({exc.strerror})") from None
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(self.proto)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.get_piece_size())
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._sp.encode(normalize(text)))
+
+    def encode_context(self, turns: Sequence[str], max_tokens: int) -> list[int]:
+        """Turns joined by the separator, cut from the left so the latest words stay."""
+        ids: list[int] = []
+        for i, turn in enumerate(turns):
+            if i:
+                ids.append(SEP)
+            ids.extend(self.encode(turn))
+        return ids[-max_tokens:] if max_tokens else ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        kept = [int(i) for i in ids if int(i) > SEP]
+        return normalize(self._sp.decode(kept))
+
+    def piece(self, token_id: int) -> str:
+        return str(self._sp.id_to_piece(token_id))
+
+    def content_mask(self) -> list[bool]:
+        """Which ids carry visible text (not specials, not a bare word boundary)."""
+        return [i > SEP and self._sp.id_to_piece(i) != "\u2581" for i in range(self.vocab_size)]

@@ -1,0 +1,369 @@
+"""Training: bucketed batches, one compiled step, checkpoints that survive Ctrl-C and kill.
+
+A run writes the model directory as it goes: tokenizer, split and config first, the best
+weights whenever validation loss improves, and `checkpoints/` (weights, optimizer state,
+position in the epoch) every epoch, every few minutes, and on Ctrl-C or SIGTERM. Running
+the same command again resumes from the checkpoint.
+"""
+
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.errors import ParleyError, TrainingInterrupted
+from core.model import artifact
+from core.model.batches import bucketed, by_length, make_batch
+from core.model.tokenizer import PAD
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 10
+    batch_tokens: int = 6000  # padded source + target tokens per batch
+    max_batch: int = 128
+    learning_rate: float = 2e-3
+    clip_norm: float = 1.0
+    patience: int = 2  # epochs without validation improvement before stopping
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    max_valid_examples: int = 4000
+    max_minutes: float = 0.0  # 0 = no limit; otherwise stop (and finish) after this long
+    verbose: bool = True
+
+
+def loss_fn(model, source, target_in, target_out, training, label_smoothing=0.0):
+    """Mean cross-entropy over real target tokens; logits only where there is no padding."""
+    features = model((source, target_in), training=training)
+    mask = tf.not_equal(target_out, PAD)
+    logits = model.project(tf.boolean_mask(features, mask))
+    labels = tf.boolean_mask(target_out, mask)
+    if label_smoothing:
+        smooth = tf.one_hot(labels, model.config.vocab_size) * (1 - label_smoothing)
+        smooth += label_smoothing / model.config.vocab_size
+        losses = tf.nn.softmax_cross_entropy_with_logits(smooth, logits)
+    else:
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+    return tf.reduce_sum(losses), tf.shape(labels)[0]
+
+
+_SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
+
+
+def sampled_loss_fn(model, source, target_in, target_out, unigrams, num_sampled):
+    """Sampled-softmax cross-entropy (Jean et al. 2015): the output layer, which dominates a
+    CPU step, is evaluated on the true token and `num_sampled` frequent-ish others only."""
+    features = model((source, target_in), training=True)
+    mask = tf.not_equal(target_out, PAD)
+    inputs = tf.boolean_mask(features, mask)
+    labels = tf.cast(tf.boolean_mask(target_out, mask), tf.int64)[:, None]
+    sampled = tf.random.fixed_unigram_candidate_sampler(
+        labels,
+        1,
+        num_sampled,
+        unique=True,
+        range_max=model.config.vocab_size,
+        distortion=0.75,
+        unigrams=unigrams,
+    )
+    weights, biases = model.output_weights()
+    losses = tf.nn.sampled_softmax_loss(
+        weights,
+        biases,
+        labels,
+        inputs,
+        num_sampled,
+        model.config.vocab_size,
+        sampled_values=sampled,
+    )
+    return tf.reduce_sum(losses), tf.shape(labels)[0]
+
+
+def make_eval_step(model):
+    @tf.function(input_signature=_SPEC)
+    def step(source, target_in, target_out):
+        return loss_fn(model, source, target_in, target_out, training=False)
+
+    return step
+
+
+def mean_loss(step, data, batch_size=128, limit=None):
+    """Average per-token negative log-likelihood over `data`."""
+    total, count = 0.0, 0
+    for i, index in enumerate(by_length(data, batch_size)):
+        if limit is not None and i * batch_size >= limit:
+            break
+        loss_sum, n = step(*make_batch(data, index))
+        total += float(loss_sum)
+        count += int(n)
+    return total / max(count, 1)
+
+
+class Trainer:
+    """Fits a `Seq2Seq` on encoded train/valid data, writing into a model directory."""
+
+    def __init__(self, model, train, valid, directory, options):
+        self.model = model
+        self.train = train
+        self.valid = valid
+        self.dir = Path(directory)
+        self.opts = options
+        self.optimizer = keras.optimizers.Adam(options.learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self._train_step = self._make_train_step()
+        self._eval_step = make_eval_step(model)
+        self.state = {
+            "epoch": 0,
+            "batch": 0,
+            "best": math.inf,
+            "bad_epochs": 0,
+            "seconds": 0.0,
+            "history": [],
+        }
+
+    def _make_train_step(self):
+        model, optimizer, opts = self.model, self.optimizer, self.opts
+        smoothing = model.config.label_smoothing
+        num_sampled = model.config.sampled_softmax
+        if num_sampled >= model.config.vocab_size:
+            num_sampled = 0
+        counts = np.bincount(np.concatenate(self.train.targets), minlength=model.config.vocab_size)
+        unigrams = (counts + 1).astype(float).tolist()
+
+        @tf.function(input_signature=_SPEC)
+        def step(source, target_in, target_out):
+            with tf.GradientTape() as tape:
+                if num_sampled:
+                    loss_sum, n = sampled_loss_fn(
+                        model, source, target_in, target_out, unigrams, num_sampled
+                    )
+                else:
+                    loss_sum, n = loss_fn(model, source, target_in, target_out, True, smoothing)
+                loss = loss_sum / tf.cast(n, tf.float32)
+            grads = tape.gradient(loss, model.trainable_variables)
+            grads, _ = tf.clip_by_global_norm(grads, opts.clip_norm)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss, n
+
+        return step
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self):
+        return self.dir / CHECKPOINTS
+
+    def save_checkpoint(self):
+        new = self.dir / (CHECKPOINTS + ".new")
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        artifact.save_weights(new / "model.npz", self.model.weight_dict())
+        np.savez(new / "optimizer.npz", *[v.numpy() for v in self.optimizer.variables])
+        (new / "state.json").write_text(json.dumps(self.state))
+        old = self.dir / (CHECKPOINTS + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir.exists():
+            self.checkpoint_dir.rename(old)
+        new.rename(self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def restore_checkpoint(self):
+        """Load the last checkpoint, if any. Returns whether one was found."""
+        for path in (self.checkpoint_dir, self.dir / (CHECKPOINTS + ".old")):
+            if (path / "state.json").is_file():
+                self.model.assign_weights(artifact.load_weights(path / "model.npz"))
+                with np.load(path / "optimizer.npz") as saved:
+                    for i, var in enumerate(self.optimizer.variables):
+                        var.assign(saved[f"arr_{i}"])
+                self.state = json.loads((path / "state.json").read_text())
+                return True
+        return False
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self):
+        """Train until the epochs, patience or time budget run out. Returns the history."""
+        resumed = self.restore_checkpoint()
+        if resumed and self.opts.verbose:
+            print(
+                f"resuming at epoch {self.state['epoch'] + 1}, batch {self.state['batch']}",
+                file=sys.stderr,
+            )
+        stop = {"signal": None}
+
+        def on_signal(signum, frame):
+            stop["signal"] = signum
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while self.state["epoch"] < self.opts.epochs and not self._patience_out():
+                if not self._epoch(stop):
+                    self.save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"stopped at epoch {self.state['epoch'] + 1}, batch {self.state['batch']}; "
+                        "run the same command again to resume"
+                    )
+                if self._time_out():
+                    break
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        return self.state["history"]
+
+    def _patience_out(self):
+        return self.state["bad_epochs"] >= self.opts.patience
+
+    def _time_out(self):
+        return bool(self.opts.max_minutes) and self.state["seconds"] >= self.opts.max_minutes * 60
+
+    def _epoch(self, stop):
+        """One epoch from the saved position; False if a signal or the time budget cut it."""
+        epoch = self.state["epoch"]
+        batches = bucketed(
+            self.train,
+            self.opts.batch_tokens,
+            self.opts.max_batch,
+            seed=self.opts.seed * 1000 + epoch,
+        )
+        bar = keras.utils.Progbar(
+            len(batches), stateful_metrics=["loss", "tok/s"], verbose=1 if self.opts.verbose else 0
+        )
+        loss_sum, tokens, last_save = 0.0, 0, time.monotonic()
+        started, start_seconds = time.monotonic(), self.state["seconds"]
+        for i in range(self.state["batch"], len(batches)):
+            loss, n = self._train_step(*make_batch(self.train, batches[i]))
+            loss_sum += float(loss) * int(n)
+            tokens += int(n)
+            elapsed = time.monotonic() - started
+            self.state["seconds"] = start_seconds + elapsed
+            self.state["batch"] = i + 1
+            bar.update(i + 1, [("loss", loss_sum / tokens), ("tok/s", tokens / max(elapsed, 1e-9))])
+            if stop["signal"] is not None:
+                return False
+            if self._time_out() and i + 1 < len(batches):
+                break
+            if time.monotonic() - last_save > self.opts.checkpoint_minutes * 60:
+                self.save_checkpoint()
+                last_save = time.monotonic()
+        valid_loss = mean_loss(self._eval_step, self.valid, limit=self.opts.max_valid_examples)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(tokens, 1),
+            "valid_loss": valid_loss,
+            "tokens_per_second": tokens / max(elapsed, 1e-9),
+            "seconds": self.state["seconds"],
+        }
+        self.state["history"].append(record)
+        if valid_loss < self.state["best"]:
+            self.state["best"] = valid_loss
+            self.state["bad_epochs"] = 0
+            artifact.save_weights(self.dir / artifact.WEIGHTS, self.model.weight_dict(np.float16))
+        else:
+            self.state["bad_epochs"] += 1
+        self.state["epoch"] = epoch + 1
+        self.state["batch"] = 0
+        artifact.save_history(self.dir, self.state["history"])
+        plot_losses(self.state["history"], self.dir / "loss.png")
+        if self.opts.verbose:
+            print(
+                f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss "
+                f"{valid_loss:.3f} (perplexity {math.exp(valid_loss):.1f}), "
+                f"{record['tokens_per_second']:.0f} tokens/s",
+                file=sys.stderr,
+            )
+        self.save_checkpoint()
+        return True
+
+
+def plot_losses(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax.plot(epochs, [h["valid_loss"] for h in history], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy per token")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(corpus, out, config, options, decoding=None):
+    """Train a model on a corpus spec into directory `out`, resuming an interrupted run.
+
+    Returns the training history. Raises `TrainingInterrupted` after saving a checkpoint.
+    """
+    from core.corpora import Split, examples_from, load_corpus
+    from core.model.batches import encode_examples
+    from core.model.config import DecodeOptions
+    from core.model.seq2seq import Seq2Seq
+    from core.model.tokenizer import Tokenizer
+
+    out = Path(out)
+    resuming = (out / CHECKPOINTS / "state.json").is_file() or (
+        out / (CHECKPOINTS + ".old") / "state.json"
+    ).is_file()
+    if (out / artifact.META).is_file() and not resuming:
+        raise ParleyError(f"{out} already holds a trained model; choose another --out")
+    log = (lambda msg: print(msg, file=sys.stderr)) if options.verbose else (lambda msg: None)
+    if resuming:
+        meta = artifact.read_meta(out)
+        config, corpus = meta.config, meta.corpus
+        tokenizer = artifact.load_tokenizer(out)
+        conversations = load_corpus(corpus)
+        split = artifact.load_split(out)
+    else:
+        conversations = load_corpus(corpus)
+        split = Split.make(conversations, seed=options.seed)
+        log(f"training a {config.vocab_size}-piece tokenizer on {len(conversations)} conversations")
+        tokenizer = Tokenizer.train(
+            (t for c in split.part(conversations, "train") for t in c.turns), config.vocab_size
+        )
+        # A small corpus yields fewer pieces than asked for; the model follows the tokenizer.
+        config = type(config)(**{**config.to_dict(), "vocab_size": tokenizer.vocab_size})
+        meta = artifact.ModelMeta(config, corpus, decoding or DecodeOptions())
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(out / artifact.TOKENIZER)
+        split.save(out / artifact.SPLIT)
+        artifact.write_meta(out, meta)
+    parts = {
+        name: encode_examples(
+            tokenizer, examples_from(split.part(conversations, name), config.context_turns), config
+        )
+        for name in ("train", "valid")
+    }
+    log(
+        f"{len(parts['train'])} training examples ({parts['train'].target_tokens} reply tokens), "
+        f"{len(parts['valid'])} validation examples"
+    )
+    if not len(parts["train"]) or not len(parts["valid"]):
+        raise ParleyError(f"{corpus}: too small to split into training and validation examples")
+    model = Seq2Seq(config).build_all()
+    trainer = Trainer(model, parts["train"], parts["valid"], out, options)
+    history = trainer.fit()
+    meta.training = {
+        "epochs": len(history),
+        "seconds": round(trainer.state["seconds"], 1),
+        "best_valid_loss": trainer.state["best"],
+        "train_examples": len(parts["train"]),
+        "parameters": int(sum(np.prod(w.shape) for w in model.weights)),
+    }
+    artifact.write_meta(out, meta)
+    return history
