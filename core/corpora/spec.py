@@ -12,7 +12,8 @@ KINDS = ("chitchat", "cornell", "chatterbot", "tsv", "jsonl")
 
 HELP = (
     "chitchat (the bundled chitchat-dataset, default) "
-    "| chatterbot:LANGUAGE (e.g. chatterbot:chinese) | chatterbot:FILE_OR_DIR.yml | cornell:DIR | tsv:FILE | jsonl:FILE; "
+    "| chatterbot:LANGUAGE (e.g. chatterbot:chinese) | chatterbot:FILE_OR_DIR.yml "
+    "| cornell:DIR | tsv:FILE | jsonl:FILE; "
     "a bare path is recognised by its extension or, for a folder, by its files"
 )
 
