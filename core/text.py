@@ -14,8 +14,11 @@ _WORD = re.compile(
 
 
 def normalize(text: str) -> str:
-    """NFKC, control characters dropped, runs of white space folded to one space."""
-    text = unicodedata.normalize("NFKC", text)
+    """NFC, control characters dropped, runs of white space folded to one space.
+
+    NFC rather than NFKC, so that full-width CJK punctuation stays as people type it.
+    """
+    text = unicodedata.normalize("NFC", text)
     text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
     return _SPACE.sub(" ", text).strip()
 

@@ -7,6 +7,7 @@ and Chinese needs no word segmentation: pieces are learned from raw characters.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -41,25 +42,34 @@ class Tokenizer:
         if not sentences:
             raise ValueError("no text to train a tokenizer on")
         buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
-            model_writer=buf,
-            model_type="unigram",
-            vocab_size=vocab_size,
-            hard_vocab_limit=False,  # small corpora (a test, a tiny Chinese set) get fewer pieces
-            character_coverage=0.9995,
-            byte_fallback=True,
-            normalization_rule_name="identity",  # `normalize` already ran
-            pad_id=PAD,
-            unk_id=UNK,
-            bos_id=BOS,
-            eos_id=EOS,
-            user_defined_symbols=[SEP_PIECE],
-            input_sentence_size=seed_sentences,
-            shuffle_input_sentence=True,
-            num_threads=2,
-            minloglevel=2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=buf,
+                model_type="unigram",
+                vocab_size=vocab_size,
+                hard_vocab_limit=False,  # small corpora get fewer pieces than asked for
+                character_coverage=0.9995,
+                byte_fallback=True,
+                normalization_rule_name="identity",  # `normalize` already ran
+                pad_id=PAD,
+                unk_id=UNK,
+                bos_id=BOS,
+                eos_id=EOS,
+                user_defined_symbols=[SEP_PIECE],
+                input_sentence_size=seed_sentences,
+                shuffle_input_sentence=True,
+                num_threads=2,
+                minloglevel=2,
+            )
+        except RuntimeError as exc:
+            found = re.search(r"smaller than required_chars. \d+ vs (\d+)", str(exc))
+            if found:
+                raise ValueError(
+                    f"a vocabulary of {vocab_size} pieces is too small for this corpus: its "
+                    f"characters and the 256 byte pieces need at least {found.group(1)}"
+                ) from None
+            raise
         return cls(buf.getvalue())
 
     @classmethod
@@ -96,5 +106,6 @@ class Tokenizer:
         return str(self._sp.id_to_piece(token_id))
 
     def content_mask(self) -> list[bool]:
-        """Which ids carry visible text (not specials, not a bare word boundary)."""
-        return [i > SEP and self._sp.id_to_piece(i) != "\u2581" for i in range(self.vocab_size)]
+        """Which ids show text on their own: not specials, word boundaries, control bytes
+        or the first byte of a character that byte pieces spell out."""
+        return [i > SEP and bool(normalize(self._sp.decode([i]))) for i in range(self.vocab_size)]

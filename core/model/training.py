@@ -355,6 +355,7 @@ def train(corpus, out, config, options, decoding=None):
     )
     if not len(parts["train"]) or not len(parts["valid"]):
         raise ParleyError(f"{corpus}: too small to split into training and validation examples")
+    keras.utils.set_random_seed(options.seed)
     model = Seq2Seq(config).build_all()
     trainer = Trainer(model, parts["train"], parts["valid"], out, options)
     history = trainer.fit()

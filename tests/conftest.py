@@ -1,0 +1,95 @@
+"""Shared fixtures: a small synthetic corpus and a tiny model trained on it once per run."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+TOPICS = {
+    "weather": ["it is sunny today", "i think it will rain later", "the weather is cold"],
+    "food": ["i love pizza with cheese", "pasta is my favourite dinner", "i had soup for lunch"],
+    "music": ["i play the guitar", "jazz is great music", "i listen to rock songs"],
+    "sport": ["i run every morning", "football is fun to watch", "i swim in the lake"],
+}
+QUESTIONS = {
+    "weather": "how is the weather",
+    "food": "what did you eat",
+    "music": "what music do you like",
+    "sport": "do you play any sport",
+}
+
+
+def synthetic_conversations(n: int = 240, seed: int = 0) -> list[dict[str, object]]:
+    """Conversations whose replies depend on the question: a model can learn them fast."""
+    rng = random.Random(seed)
+    convs = []
+    for i in range(n):
+        topic = rng.choice(sorted(TOPICS))
+        other = rng.choice(sorted(TOPICS))
+        turns = [
+            "hello there",
+            "hi how are you",
+            QUESTIONS[topic],
+            rng.choice(TOPICS[topic]),
+            QUESTIONS[other],
+            rng.choice(TOPICS[other]),
+        ]
+        convs.append({"id": f"c{i}", "turns": turns})
+    return convs
+
+
+@pytest.fixture(scope="session")
+def synthetic_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "talk.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in synthetic_conversations()) + "\n")
+    return path
+
+
+TINY = {
+    "vocab_size": 400,
+    "embed_dim": 32,
+    "encoder_units": 32,
+    "decoder_units": 64,
+    "dropout": 0.0,
+    "max_context_tokens": 32,
+    "max_reply_tokens": 16,
+    "sampled_softmax": 64,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, synthetic_jsonl: Path) -> Path:
+    """A tiny model trained for a few seconds on the synthetic corpus."""
+    from core.model.config import ModelConfig
+    from core.model.training import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    train(
+        f"jsonl:{synthetic_jsonl}",
+        out,
+        ModelConfig(**TINY),
+        TrainOptions(epochs=20, batch_tokens=1500, learning_rate=1e-2, patience=20, verbose=False),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_responder(tiny_model: Path):  # type: ignore[no-untyped-def]
+    from core.model.responder import Responder
+
+    return Responder.load(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def untrained_responder(tiny_model: Path):  # type: ignore[no-untyped-def]
+    """The tiny model's shape and tokenizer with fresh random weights."""
+    from core.model import artifact
+    from core.model.responder import Responder
+    from core.model.seq2seq import Seq2Seq
+
+    meta = artifact.read_meta(tiny_model)
+    model = Seq2Seq(meta.config).build_all()
+    return Responder(model, artifact.load_tokenizer(tiny_model), meta)
