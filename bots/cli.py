@@ -151,7 +151,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             break
         if text == "/reset":
             turns.clear()
-            print("(conversation forgotten)" if interactive else "")
+            if interactive:
+                print("(conversation forgotten)")
             continue
         turns.append(text)
         reply = responder.reply([turns[-keep:]])[0]

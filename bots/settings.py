@@ -17,7 +17,9 @@ BUNDLED_MODEL = REPO_ROOT / "models" / "default"
 class Settings(BaseSettings):
     """Every setting parley reads. `.env.example` lists them with their defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
 
     model: Path = Field(BUNDLED_MODEL, description="model directory to answer with")
     decoding: Literal["greedy", "beam", "sample"] | None = Field(

@@ -35,7 +35,7 @@ def encode_examples(
         src = tokenizer.encode_context(
             ex.context[-config.context_turns :], config.max_context_tokens
         )
-        tgt = [*tokenizer.encode(ex.reply)[:config.max_reply_tokens - 1], EOS]
+        tgt = [*tokenizer.encode(ex.reply)[: config.max_reply_tokens - 1], EOS]
         if src and len(tgt) > 1:
             sources.append(np.asarray(src, np.int32))
             targets.append(np.asarray(tgt, np.int32))

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bots.cli import main
+from bots.settings import BUNDLED_MODEL
+from core.text import words
+
+
+def run_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_names_every_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("chat", "train", "eval", "export"):
+        assert command in result.stdout
+
+
+@pytest.mark.slow
+def test_chat_with_the_bundled_model_from_a_pipe() -> None:
+    assert (BUNDLED_MODEL / "weights.npz").is_file(), "the bundled model is missing"
+    result = run_cli("chat", stdin="hi there! how are you?\n\n/reset\nwhat do you do for fun?\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    replies = result.stdout.splitlines()
+    assert len(replies) == 2  # one line per message; blank lines and /reset answer nothing
+    for reply in replies:
+        assert len(words(reply)) >= 2 and reply.isascii(), replies
+
+
+@pytest.mark.slow
+def test_chat_keeps_context_and_takes_settings(tiny_model: Path) -> None:
+    result = run_cli(
+        "chat",
+        str(tiny_model),
+        stdin="what did you eat\nhow is the weather\n",
+        env={"PARLEY_DECODING": "greedy"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    food, weather = result.stdout.splitlines()
+    assert any(w in food for w in ("pizza", "pasta", "soup")), food
+    assert any(w in weather for w in ("sunny", "rain", "cold")), weather
+
+
+def test_bad_setting_is_named() -> None:
+    result = run_cli("chat", stdin="hi\n", env={"PARLEY_DECODING": "telepathy"})
+    assert result.returncode == 2
+    assert "PARLEY_DECODING" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_model_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", str(tmp_path / "nowhere")]) == 2
+    assert "not a parley model directory" in capsys.readouterr().err
+
+
+def test_bad_corpus_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "mine.tsv"
+    corpus.write_text("hello\tworld\nno tab on this line\n")
+    assert main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "m")]) == 2
+    assert f"{corpus}:2: no tab" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_prints_and_writes_metrics(
+    tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(tiny_model), "--generate", "40", "--max-examples", "100"]) == 0
+    out = capsys.readouterr().out
+    for label in ("perplexity", "distinct-1", "distinct-2", "repeated 2-gram rate", "samples:"):
+        assert label in out
+    result = json.loads((tiny_model / "eval.json").read_text())
+    assert result["generated"] == 40 and 1 < result["perplexity"] < 400
+    assert len(result["samples"]) == 6 and all(s["reply"] for s in result["samples"])
