@@ -156,7 +156,7 @@ def test_empty_corpus(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="no conversation with at least two turns"):
         load_corpus(str(path))
     path.write_text("")
-    with pytest.raises(CorpusError, match="empty.jsonl"):
+    with pytest.raises(CorpusError, match=r"empty\.jsonl"):
         load_corpus(str(path))
 
 

@@ -72,5 +72,5 @@ def test_weights_of_another_shape_are_refused(model_copy: Path) -> None:
     key = next(k for k in weights if k.endswith("bridge/kernel"))
     weights[key] = np.zeros((3, 3), np.float16)
     artifact.save_weights(model_copy / "weights.npz", weights)
-    with pytest.raises(ModelFormatError, match="does not fit the model.*bridge/kernel"):
+    with pytest.raises(ModelFormatError, match=r"does not fit the model.*bridge/kernel"):
         Responder.load(model_copy)

@@ -66,5 +66,5 @@ def test_save_load_and_corrupt(tok: Tokenizer, tmp_path: Path) -> None:
 
 
 def test_too_small_vocabulary_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="too small for this corpus: .* at least \\d+"):
+    with pytest.raises(ValueError, match=r"too small for this corpus: .* at least \d+"):
         Tokenizer.train(TEXTS, vocab_size=50)
