@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +91,3 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"  parley:    {s['reply']}")
         lines.append("")
     return "\n".join(lines)
-
-
-def with_method(responder: Responder, method: str | None) -> Responder:
-    if method:
-        responder.options = replace(responder.options, method=method)  # type: ignore[arg-type]
-    return responder
