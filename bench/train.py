@@ -29,10 +29,10 @@ def main() -> int:
 
     from core.corpora import Split, examples_from, load_corpus
     from core.model.batches import bucketed, encode_examples, make_batch, pad
-    from core.model.config import ModelConfig
+    from core.model.config import ModelConfig, TrainOptions
     from core.model.seq2seq import Seq2Seq
     from core.model.tokenizer import Tokenizer
-    from core.model.training import Trainer, TrainOptions
+    from core.model.training import Trainer
 
     convs = load_corpus("chitchat")
     train_convs = Split.make(convs).part(convs, "train")

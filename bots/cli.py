@@ -9,7 +9,29 @@ from pathlib import Path
 
 from bots.settings import BUNDLED_MODEL, load_settings
 from core.errors import ParleyError, TrainingInterrupted
+from core.model.config import ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
+
+# `parley train` options, named as the fields they set.
+TRAIN_OPTIONS = {
+    "epochs": "passes over the training data at most",
+    "max_minutes": "stop after this much training time; 0 for no limit",
+    "patience": "stop after this many epochs without validation improvement",
+    "batch_tokens": "padded tokens per batch",
+    "learning_rate": "Adam's learning rate",
+    "seed": "seeds the split, the shuffling and the initial weights",
+}
+MODEL_OPTIONS = {
+    "vocab_size": "tokenizer pieces",
+    "embed_dim": "embedding size",
+    "encoder_units": "GRU units of each encoder direction",
+    "decoder_units": "GRU units of the decoder",
+    "dropout": "dropout rate while training",
+    "context_turns": "earlier turns the encoder sees",
+    "max_context_tokens": "context tokens kept (the latest)",
+    "max_reply_tokens": "longest reply in tokens, end mark included",
+    "sampled_softmax": "output classes sampled per training step; 0 for the full softmax",
+}
 
 DESCRIPTION = """\
 parley: a group-chat bot with its own seq2seq model.
@@ -66,36 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--corpus", default="chitchat", help=CORPUS_HELP)
     train.add_argument("--out", type=Path, required=True, help="model directory to create")
-    train.add_argument("--epochs", type=int, default=8)
-    train.add_argument(
-        "--max-minutes",
-        type=float,
-        default=0,
-        help="stop after this much training time (0: no limit)",
-    )
-    train.add_argument("--batch-tokens", type=int, default=6000, help="padded tokens per batch")
-    train.add_argument("--learning-rate", type=float, default=2e-3)
-    train.add_argument(
-        "--patience",
-        type=int,
-        default=2,
-        help="stop after this many epochs without validation improvement",
-    )
-    train.add_argument("--seed", type=int, default=0, help="seeds the split and the shuffling")
-    train.add_argument("--vocab-size", type=int, default=8000)
-    train.add_argument("--embed-dim", type=int, default=256)
-    train.add_argument("--encoder-units", type=int, default=256)
-    train.add_argument("--decoder-units", type=int, default=512)
-    train.add_argument("--context-turns", type=int, default=3)
-    train.add_argument("--max-context-tokens", type=int, default=64)
-    train.add_argument("--max-reply-tokens", type=int, default=32)
-    train.add_argument("--dropout", type=float, default=0.1)
-    train.add_argument(
-        "--sampled-softmax",
-        type=int,
-        default=1024,
-        help="output classes sampled per step while training (0: full softmax)",
-    )
+    for name, text in {**TRAIN_OPTIONS, **MODEL_OPTIONS}.items():
+        default = getattr(TrainOptions() if name in TRAIN_OPTIONS else ModelConfig(), name)
+        train.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(default),
+            default=default,
+            help=f"{text} (default: {default})",
+        )
 
     ev = sub.add_parser("eval", help="perplexity and reply metrics on the held-out test split")
     ev.add_argument("model", type=Path)
@@ -162,28 +162,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.model.config import ModelConfig
-    from core.model.training import TrainOptions, train
+    from core.model.training import train
 
-    config = ModelConfig(
-        vocab_size=args.vocab_size,
-        embed_dim=args.embed_dim,
-        encoder_units=args.encoder_units,
-        decoder_units=args.decoder_units,
-        dropout=args.dropout,
-        context_turns=args.context_turns,
-        max_context_tokens=args.max_context_tokens,
-        max_reply_tokens=args.max_reply_tokens,
-        sampled_softmax=args.sampled_softmax,
-    )
-    options = TrainOptions(
-        epochs=args.epochs,
-        batch_tokens=args.batch_tokens,
-        learning_rate=args.learning_rate,
-        patience=args.patience,
-        seed=args.seed,
-        max_minutes=args.max_minutes,
-    )
+    config = ModelConfig(**{name: getattr(args, name) for name in MODEL_OPTIONS})
+    options = TrainOptions(**{name: getattr(args, name) for name in TRAIN_OPTIONS})
     history = train(args.corpus, args.out, config, options)
     best = min(h["valid_loss"] for h in history) if history else float("nan")
     print(

@@ -63,8 +63,8 @@ TINY = {
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, synthetic_jsonl: Path) -> Path:
     """A tiny model trained for a few seconds on the synthetic corpus."""
-    from core.model.config import ModelConfig
-    from core.model.training import TrainOptions, train
+    from core.model.config import ModelConfig, TrainOptions
+    from core.model.training import train
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(

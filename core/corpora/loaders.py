@@ -85,31 +85,28 @@ def load_chitchat(path: Path | None = None) -> list[Conversation]:
     return _nonempty(convs, path)
 
 
+def _cornell_records(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
+    # The original distribution is ISO-8859-1; re-encoded copies are UTF-8.
+    for number, raw in _lines(path, ("utf-8", "iso-8859-1")):
+        fields = raw.split(CORNELL_SEP)
+        if len(fields) != width:
+            sep = CORNELL_SEP.strip()
+            found = len(fields)
+            raise CorpusError(
+                path, f"expected {width} fields separated by '{sep}', found {found}", number
+            )
+        yield number, fields
+
+
 def load_cornell(directory: Path) -> list[Conversation]:
     """Cornell Movie-Dialogs: `movie_lines.txt` and `movie_conversations.txt` in `directory`."""
     lines_path = directory / "movie_lines.txt"
     convs_path = directory / "movie_conversations.txt"
-    # The original distribution is ISO-8859-1; re-encoded copies are UTF-8.
-    encodings = ("utf-8", "iso-8859-1")
     lines: dict[str, tuple[str, str]] = {}
-    for number, raw in _lines(lines_path, encodings):
-        fields = raw.split(CORNELL_SEP)
-        if len(fields) != 5:
-            raise CorpusError(
-                lines_path,
-                f"expected 5 fields separated by '{CORNELL_SEP.strip()}', found {len(fields)}",
-                number,
-            )
+    for _, fields in _cornell_records(lines_path, 5):
         lines[fields[0].strip()] = (fields[1].strip(), fields[4])
     convs: list[Conversation] = []
-    for number, raw in _lines(convs_path, encodings):
-        fields = raw.split(CORNELL_SEP)
-        if len(fields) != 4:
-            raise CorpusError(
-                convs_path,
-                f"expected 4 fields separated by '{CORNELL_SEP.strip()}', found {len(fields)}",
-                number,
-            )
+    for number, fields in _cornell_records(convs_path, 4):
         ids = [i.strip(" '\"") for i in fields[3].strip().strip("[]").split(",") if i.strip()]
         missing = [i for i in ids if i not in lines]
         if missing:

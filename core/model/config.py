@@ -72,3 +72,20 @@ class DecodeOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DecodeOptions:
         return _from_dict(cls, data, "decoding")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    """How long and how hard to train."""
+
+    epochs: int = 10
+    batch_tokens: int = 6000  # padded source + target tokens per batch
+    max_batch: int = 128
+    learning_rate: float = 2e-3
+    clip_norm: float = 1.0
+    patience: int = 2  # epochs without validation improvement before stopping
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    max_valid_examples: int = 4000
+    max_minutes: float = 0.0  # 0 = no limit; otherwise stop (and finish) after this long
+    verbose: bool = True

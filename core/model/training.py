@@ -12,7 +12,6 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -25,21 +24,6 @@ from core.model.batches import bucketed, by_length, make_batch
 from core.model.tokenizer import PAD
 
 CHECKPOINTS = "checkpoints"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    epochs: int = 10
-    batch_tokens: int = 6000  # padded source + target tokens per batch
-    max_batch: int = 128
-    learning_rate: float = 2e-3
-    clip_norm: float = 1.0
-    patience: int = 2  # epochs without validation improvement before stopping
-    checkpoint_minutes: float = 5.0
-    seed: int = 0
-    max_valid_examples: int = 4000
-    max_minutes: float = 0.0  # 0 = no limit; otherwise stop (and finish) after this long
-    verbose: bool = True
 
 
 def loss_fn(model, source, target_in, target_out, training, label_smoothing=0.0):

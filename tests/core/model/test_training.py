@@ -25,8 +25,8 @@ def test_validation_loss_falls(tiny_model: Path) -> None:
 
 
 def test_refuses_to_overwrite_a_trained_model(tiny_model: Path) -> None:
-    from core.model.config import ModelConfig
-    from core.model.training import TrainOptions, train
+    from core.model.config import ModelConfig, TrainOptions
+    from core.model.training import train
 
     with pytest.raises(ParleyError, match="already holds a trained model"):
         train("chitchat", tiny_model, ModelConfig(**TINY), TrainOptions(verbose=False))
