@@ -72,19 +72,23 @@ def bucketed(
     span = pool * max_batch
     batches: list[list[int]] = []
     for start in range(0, len(order), span):
+        # Sources are the longer side: group them within 8 tokens, then by target length.
         chunk = sorted(
             order[start : start + span].tolist(),
-            key=lambda i: (len(data.targets[i]), len(data.sources[i])),
+            key=lambda i: (len(data.sources[i]) // 8, len(data.targets[i])),
         )
         current: list[int] = []
-        longest = 0
+        src_len = tgt_len = 0
         for i in chunk:
-            size = max(longest, len(data.targets[i]) + len(data.sources[i]))
-            if current and (size * (len(current) + 1) > batch_tokens or len(current) >= max_batch):
+            s, t = max(src_len, len(data.sources[i])), max(tgt_len, len(data.targets[i]))
+            if current and (
+                (s + t) * (len(current) + 1) > batch_tokens or len(current) >= max_batch
+            ):
                 batches.append(current)
-                current, size = [], len(data.targets[i]) + len(data.sources[i])
+                current = []
+                s, t = len(data.sources[i]), len(data.targets[i])
             current.append(i)
-            longest = size
+            src_len, tgt_len = s, t
         if current:
             batches.append(current)
     rng.shuffle(batches)
