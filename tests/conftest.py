@@ -71,7 +71,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, synthetic_jsonl: Path) 
         f"jsonl:{synthetic_jsonl}",
         out,
         ModelConfig(**TINY),
-        TrainOptions(epochs=20, batch_tokens=1500, learning_rate=1e-2, patience=20, verbose=False),
+        TrainOptions(epochs=20, batch_tokens=800, learning_rate=1e-2, patience=20, verbose=False),
     )
     return out
 
