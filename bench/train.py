@@ -45,14 +45,14 @@ def main() -> int:
     # parley: one pass over the examples in bucketed batches, timed in chunks
     trainer = Trainer(Seq2Seq(config).build_all(), data, data, "/nonexistent", TrainOptions())
     batches = bucketed(data, 6000, 128, seed=0)
-    trainer._train_step(*make_batch(data, batches[0]))  # trace
+    trainer.train_step(*make_batch(data, batches[0]))  # trace
     rates = []
     per_chunk = max(1, len(batches) // args.chunks)
     for c in range(args.chunks):
         chunk = batches[c * per_chunk : (c + 1) * per_chunk]
         start, tokens = time.perf_counter(), 0
         for index in chunk:
-            _, n = trainer._train_step(*make_batch(data, index))
+            _, n = trainer.train_step(*make_batch(data, index))
             tokens += int(n)
         rates.append(tokens / (time.perf_counter() - start))
     ours = float(np.median(rates))

@@ -28,7 +28,7 @@ class ModelConfig:
     decoder_units: int = 512
     dropout: float = 0.1
     tie_embeddings: bool = True  # output layer shares the embedding matrix
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # applies when training with the full softmax
     sampled_softmax: int = 1024  # classes sampled per training step; 0 = full softmax
     context_turns: int = 3  # how many previous turns the encoder sees
     max_context_tokens: int = 64

@@ -27,7 +27,7 @@ CHECKPOINTS = "checkpoints"
 
 
 def loss_fn(model, source, target_in, target_out, training, label_smoothing=0.0):
-    """Mean cross-entropy over real target tokens; logits only where there is no padding."""
+    """(Summed cross-entropy, count) over real target tokens; no logits for padding."""
     features = model((source, target_in), training=training)
     mask = tf.not_equal(target_out, PAD)
     logits = model.project(tf.boolean_mask(features, mask))
@@ -45,8 +45,10 @@ _SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
 
 
 def sampled_loss_fn(model, source, target_in, target_out, unigrams, num_sampled):
-    """Sampled-softmax cross-entropy (Jean et al. 2015): the output layer, which dominates a
-    CPU step, is evaluated on the true token and `num_sampled` frequent-ish others only."""
+    """Sampled-softmax cross-entropy (Jean et al. 2015), as (sum, count) like `loss_fn`.
+
+    The output layer, a large share of a CPU step, is evaluated on the true token and
+    `num_sampled` others drawn by (smoothed) frequency, instead of the whole vocabulary."""
     features = model((source, target_in), training=True)
     mask = tf.not_equal(target_out, PAD)
     inputs = tf.boolean_mask(features, mask)
@@ -104,7 +106,7 @@ class Trainer:
         self.opts = options
         self.optimizer = keras.optimizers.Adam(options.learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self._train_step = self._make_train_step()
+        self.train_step = self._make_train_step()
         self._eval_step = make_eval_step(model)
         self.state = {
             "epoch": 0,
@@ -226,7 +228,7 @@ class Trainer:
         loss_sum, tokens, last_save = 0.0, 0, time.monotonic()
         started, start_seconds = time.monotonic(), self.state["seconds"]
         for i in range(self.state["batch"], len(batches)):
-            loss, n = self._train_step(*make_batch(self.train, batches[i]))
+            loss, n = self.train_step(*make_batch(self.train, batches[i]))
             loss_sum += float(loss) * int(n)
             tokens += int(n)
             elapsed = time.monotonic() - started
