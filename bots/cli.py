@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bots.settings import BUNDLED_MODEL, load_settings
@@ -110,8 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = True) -> Responder:
-    from dataclasses import replace
-
     settings = load_settings()
     responder = Responder.load(model or settings.model, warm_up=False)
     overrides = settings.decode_overrides()
@@ -132,8 +131,9 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-
     interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (line editing and history for input())
     responder = _responder(args.model, args)
     turns: list[str] = []
     keep = responder.meta.config.context_turns
