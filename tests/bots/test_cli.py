@@ -87,3 +87,21 @@ def test_eval_prints_and_writes_metrics(
     result = json.loads((tiny_model / "eval.json").read_text())
     assert result["generated"] == 40 and 1 < result["perplexity"] < 400
     assert len(result["samples"]) == 6 and all(s["reply"] for s in result["samples"])
+
+
+def test_cli_and_core_import_without_tensorflow() -> None:
+    # Adapters and the command line start fast: TensorFlow loads with the first model only.
+    code = (
+        "import sys, bots.cli, adapters, core.corpora, core.model.responder, core.metrics; "
+        "sys.exit('tensorflow' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+@pytest.mark.slow
+def test_export_command(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", str(tiny_model), str(tmp_path / "sm")]) == 0
+    assert json.loads(capsys.readouterr().out)["signatures"] == ["greedy", "beam", "sample"]
+    assert (tmp_path / "sm" / "saved_model.pb").is_file()
