@@ -93,3 +93,24 @@ def untrained_responder(tiny_model: Path):  # type: ignore[no-untyped-def]
     meta = artifact.read_meta(tiny_model)
     model = Seq2Seq(meta.config).build_all()
     return Responder(model, artifact.load_tokenizer(tiny_model), meta)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A redis-server of our own on a unix socket, for the whole run."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_store(redis_server):  # type: ignore[no-untyped-def]
+    """A RedisStore on an emptied server."""
+    from core.queue.redis_store import RedisStore
+
+    redis_server.flush()
+    store = RedisStore.from_url(redis_server.url)
+    yield store
+    await store.close()

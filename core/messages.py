@@ -1,0 +1,106 @@
+"""Messages as every platform and the queue see them: frozen, JSON-serialisable."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ChatKey:
+    """One conversation place: a Telegram group, a Slack channel, a web room.
+
+    Messages of one chat are answered one at a time, in arrival order.
+    """
+
+    platform: str
+    chat: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.chat}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChatKey:
+        platform, sep, chat = text.partition(":")
+        if not sep or not platform or not chat:
+            raise ValueError(f"not a chat key: {text!r}")
+        return cls(platform, chat)
+
+
+class ReplyKind(StrEnum):
+    ANSWER = "answer"
+    BUSY = "busy"  # the chat's backlog is full
+    FAILED = "failed"  # the responder failed on this message every time
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message someone addressed to the bot.
+
+    `message_id` is the platform's own id (Telegram update id, Slack event id, ...): the
+    queue drops a second message with the same id in the same chat. `reply_to` is what the
+    platform needs to answer it (a message id to quote, a response_url).
+    """
+
+    chat: ChatKey
+    sender: str
+    text: str
+    message_id: str
+    thread: str = ""
+    sender_name: str = ""
+    reply_to: str = ""
+    received_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Incoming:
+        raw: dict[str, Any] = json.loads(data)
+        raw["chat"] = ChatKey(**raw["chat"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The bot's answer to one `Incoming`, addressed as the platform needs."""
+
+    chat: ChatKey
+    text: str
+    in_reply_to: str  # the Incoming's message_id
+    thread: str = ""
+    asker: str = ""
+    asker_name: str = ""
+    question: str = ""
+    reply_to: str = ""
+    kind: ReplyKind = ReplyKind.ANSWER
+    received_at: float = 0.0  # when the question arrived, for end-to-end latency
+    created_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def to(cls, message: Incoming, text: str, kind: ReplyKind = ReplyKind.ANSWER) -> Reply:
+        return cls(
+            message.chat,
+            text,
+            message.message_id,
+            message.thread,
+            message.sender,
+            message.sender_name,
+            message.text,
+            message.reply_to,
+            kind,
+            message.received_at,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Reply:
+        raw: dict[str, Any] = json.loads(data)
+        raw["chat"] = ChatKey(**raw["chat"])
+        raw["kind"] = ReplyKind(raw["kind"])
+        return cls(**raw)

@@ -1,0 +1,70 @@
+"""Every Redis key parley uses, in one place.
+
+Chats are spread over `partitions`; a partition's keys, and so all keys of each of its
+chats, share one Redis Cluster hash tag (`{p3}`), so every Lua script touches a single slot
+and runs unchanged on Redis Cluster. One Redis server is the case of any partition count.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from core.messages import ChatKey
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "parley"
+    partitions: int = 8
+
+    def partition(self, chat: ChatKey) -> int:
+        return zlib.crc32(str(chat).encode()) % self.partitions
+
+    def _tag(self, partition: int) -> str:
+        return f"{self.prefix}:{{p{partition}}}"
+
+    def chat_prefix(self, partition: int) -> str:
+        """What every chat key of a partition starts with; the Lua scripts append the chat."""
+        return f"{self._tag(partition)}:chat:"
+
+    def _chat(self, chat: ChatKey) -> str:
+        return f"{self.chat_prefix(self.partition(chat))}{chat}"
+
+    # per partition
+    def ready(self, partition: int) -> str:
+        """ZSET chat -> time from which it may be claimed; the oldest is served first."""
+        return f"{self._tag(partition)}:ready"
+
+    def leases(self, partition: int) -> str:
+        """ZSET chat -> lease expiry (ms) of chats being answered."""
+        return f"{self._tag(partition)}:leases"
+
+    def dead(self, partition: int) -> str:
+        """LIST of messages the responder failed on every time, with the error."""
+        return f"{self._tag(partition)}:dead"
+
+    def outbox_ready(self, partition: int, platform: str) -> str:
+        """ZSET chat -> time, of one platform's chats with replies to send."""
+        return f"{self._tag(partition)}:outbox-ready:{platform}"
+
+    # per chat
+    def inbox(self, chat: ChatKey) -> str:
+        return f"{self._chat(chat)}:inbox"
+
+    def seen(self, chat: ChatKey) -> str:
+        """ZSET platform message id -> time, for deduplication."""
+        return f"{self._chat(chat)}:seen"
+
+    def lease(self, chat: ChatKey) -> str:
+        """HASH token, message id, attempts of the head message being answered."""
+        return f"{self._chat(chat)}:lease"
+
+    def outbox(self, chat: ChatKey) -> str:
+        return f"{self._chat(chat)}:outbox"
+
+    def rate(self, chat: ChatKey, sender: str) -> str:
+        return f"{self._chat(chat)}:rate:{sender}"
+
+    def context(self, chat: ChatKey, thread: str) -> str:
+        return f"{self._chat(chat)}:context:{thread}"

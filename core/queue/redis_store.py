@@ -1,0 +1,218 @@
+"""The Redis store: what production and several workers on several machines share."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.queue import scripts
+from core.queue.keys import Keys
+from core.queue.types import BUSY_TEXT, FAILED_TEXT, Claim, Enqueued, Limits, Outcome
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class RedisStore:
+    """Inbox, outbox and context of every chat, in Redis (or Redis Cluster)."""
+
+    def __init__(
+        self, client: aioredis.Redis, limits: Limits | None = None, keys: Keys | None = None
+    ) -> None:
+        self.redis = client
+        self.limits = limits or Limits()
+        self.keys = keys or Keys()
+        self._scripts = {
+            name: client.register_script(getattr(scripts, name))
+            for name in ("ENQUEUE", "CLAIM", "COMPLETE", "FAIL", "RELEASE", "ACK_REPLIES")
+        }
+        self._worker = secrets.token_hex(6)
+        self._claims = 0
+        self._next_partition = 0
+
+    @classmethod
+    def from_url(
+        cls, url: str, limits: Limits | None = None, keys: Keys | None = None
+    ) -> RedisStore:
+        """redis://, rediss:// (TLS) or unix:// URL, password included."""
+        return cls(aioredis.from_url(url, decode_responses=True), limits, keys)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    def _now(self) -> int:
+        return _ms(time.time())
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)
+
+    # -- ingress ------------------------------------------------------------------------------
+
+    async def enqueue(self, message: Incoming) -> Enqueued:
+        k, chat, lim = self.keys, message.chat, self.limits
+        p = k.partition(chat)
+        busy = Reply.to(message, BUSY_TEXT.format(backlog=lim.backlog), ReplyKind.BUSY)
+        result = await self._run(
+            "ENQUEUE",
+            [
+                k.inbox(chat),
+                k.seen(chat),
+                k.ready(p),
+                k.leases(p),
+                k.rate(chat, message.sender),
+                k.outbox(chat),
+                k.outbox_ready(p, chat.platform),
+            ],
+            [
+                str(chat),
+                message.message_id,
+                message.to_json(),
+                self._now(),
+                lim.backlog,
+                _ms(lim.dedup_window),
+                lim.sender_rate,
+                _ms(lim.rate_window),
+                busy.to_json(),
+                lim.dedup_ids,
+            ],
+        )
+        return Enqueued(result)
+
+    # -- the worker's side ------------------------------------------------------------------
+
+    async def claim(self, max_chats: int) -> list[Claim]:
+        """Lease the head messages of up to `max_chats` ready chats, oldest-ready first."""
+        k, now = self.keys, self._now()
+        # One round trip finds the partitions with work; the start rotates for fairness.
+        order = [(self._next_partition + i) % k.partitions for i in range(k.partitions)]
+        self._next_partition = (self._next_partition + 1) % k.partitions
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in order:
+                pipe.zrangebyscore(k.ready(p), "-inf", now, start=0, num=1)
+                pipe.zrangebyscore(k.leases(p), "-inf", now, start=0, num=1)
+            peek = await pipe.execute()
+        busy = [p for i, p in enumerate(order) if peek[2 * i] or peek[2 * i + 1]]
+        claims: list[Claim] = []
+        for p in busy:
+            if len(claims) >= max_chats:
+                break
+            self._claims += 1
+            token = f"{self._worker}:{self._claims}"
+            raw = await self._run(
+                "CLAIM",
+                [k.ready(p), k.leases(p)],
+                [now, _ms(self.limits.lease), max_chats - len(claims), token, k.chat_prefix(p)],
+            )
+            for i in range(0, len(raw), 3):
+                claims.append(Claim(Incoming.from_json(raw[i + 1]), int(raw[i + 2]), token))
+        return claims
+
+    def _lease_keys(self, chat: ChatKey) -> list[str]:
+        k, p = self.keys, self.keys.partition(chat)
+        return [k.inbox(chat), k.lease(chat), k.leases(p), k.ready(p)]
+
+    async def complete(self, claim: Claim, reply: Reply) -> Outcome:
+        """Publish the reply, drop the message and extend the context, all at once."""
+        m, k, lim = claim.message, self.keys, self.limits
+        result = await self._run(
+            "COMPLETE",
+            [
+                *self._lease_keys(m.chat),
+                k.context(m.chat, m.thread),
+                k.outbox(m.chat),
+                k.outbox_ready(k.partition(m.chat), m.chat.platform),
+            ],
+            [
+                str(m.chat),
+                claim.token,
+                m.message_id,
+                reply.to_json(),
+                self._now(),
+                lim.context_turns,
+                lim.context_bytes,
+                _ms(lim.context_ttl),
+                m.text,
+                reply.text,
+            ],
+        )
+        return Outcome(result)
+
+    async def fail(self, claim: Claim, error: str) -> Outcome:
+        m, k, lim = claim.message, self.keys, self.limits
+        p = k.partition(m.chat)
+        apology = Reply.to(m, FAILED_TEXT, ReplyKind.FAILED)
+        result = await self._run(
+            "FAIL",
+            [
+                *self._lease_keys(m.chat),
+                k.dead(p),
+                k.outbox(m.chat),
+                k.outbox_ready(p, m.chat.platform),
+            ],
+            [
+                str(m.chat),
+                claim.token,
+                m.message_id,
+                self._now(),
+                lim.max_attempts,
+                error[:2000],
+                _ms(lim.retry_delay),
+                apology.to_json(),
+            ],
+        )
+        return Outcome(result)
+
+    async def release(self, claim: Claim) -> Outcome:
+        m = claim.message
+        return Outcome(
+            await self._run(
+                "RELEASE", self._lease_keys(m.chat), [str(m.chat), claim.token, self._now()]
+            )
+        )
+
+    # -- context ------------------------------------------------------------------------------
+
+    async def context(self, chat: ChatKey, thread: str = "") -> list[str]:
+        """The chat's recent turns, oldest first; reading refreshes their time to live."""
+        key = self.keys.context(chat, thread)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.pexpire(key, _ms(self.limits.context_ttl))
+            turns, _ = await pipe.execute()
+        return list(turns)
+
+    async def reset(self, chat: ChatKey, thread: str = "") -> None:
+        await self.redis.delete(self.keys.context(chat, thread))
+
+    # -- egress and inspection ----------------------------------------------------------
+
+    async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]:
+        """The chat's unsent replies, in order (they stay until acknowledged)."""
+        raw = await self.redis.lrange(self.keys.outbox(chat), 0, limit - 1)
+        return [Reply.from_json(r) for r in raw]
+
+    async def ack_replies(self, chat: ChatKey, count: int) -> int:
+        """Drop the first `count` replies once the platform accepted them; returns what is left."""
+        k = self.keys
+        return int(
+            await self._run(
+                "ACK_REPLIES",
+                [k.outbox(chat), k.outbox_ready(k.partition(chat), chat.platform)],
+                [str(chat), count],
+            )
+        )
+
+    async def backlog(self, chat: ChatKey) -> int:
+        return int(await self.redis.llen(self.keys.inbox(chat)))
+
+    async def dead_letters(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for p in range(self.keys.partitions):
+            out.extend(json.loads(d) for d in await self.redis.lrange(self.keys.dead(p), 0, -1))
+        return out

@@ -1,0 +1,78 @@
+"""What the inbox/outbox stores share: limits, results, claims, and the store protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from core.messages import ChatKey, Incoming, Reply
+
+BUSY_TEXT = "I'm still answering {backlog} earlier messages here; please ask again in a minute."
+FAILED_TEXT = "Sorry, I couldn't answer that one."
+
+
+class Enqueued(StrEnum):
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"  # the platform delivered this message id before
+    BUSY = "busy"  # the chat's backlog is full; the asker got a busy reply
+    RATE_LIMITED = "rate_limited"  # this sender sent too much too fast; dropped
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    RETRY = "retry"  # the responder failed; the message will be tried again
+    DEAD = "dead"  # failed too often: dead-lettered, the asker got an apology
+    LOST = "lost"  # the lease had expired and another worker took the chat over
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    backlog: int = 50  # queued messages per chat before new ones get a busy reply
+    sender_rate: int = 20  # messages per sender per chat per rate window (0: no limit)
+    rate_window: float = 60.0
+    dedup_window: float = 86_400.0  # how long a platform message id is remembered
+    dedup_ids: int = 10_000  # and at most this many per chat
+    lease: float = 30.0  # seconds before a silent worker's chats are taken over
+    max_attempts: int = 3  # responder failures before a message is dead-lettered
+    retry_delay: float = 1.0
+    context_turns: int = 6  # turns kept per chat (a question and its reply are two)
+    context_bytes: int = 4096
+    context_ttl: float = 86_400.0  # a chat quiet this long forgets its context
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A chat's head message, leased to one worker until completed, failed or released."""
+
+    message: Incoming
+    attempts: int
+    token: str
+
+
+class Store(Protocol):
+    """Per-chat inbox, outbox and context; `RedisStore` and `MemoryStore` implement it."""
+
+    limits: Limits
+
+    async def enqueue(self, message: Incoming) -> Enqueued: ...
+
+    async def claim(self, max_chats: int) -> list[Claim]: ...
+
+    async def complete(self, claim: Claim, reply: Reply) -> Outcome: ...
+
+    async def fail(self, claim: Claim, error: str) -> Outcome: ...
+
+    async def release(self, claim: Claim) -> Outcome: ...
+
+    async def context(self, chat: ChatKey, thread: str = "") -> list[str]: ...
+
+    async def reset(self, chat: ChatKey, thread: str = "") -> None: ...
+
+    async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]: ...
+
+    async def ack_replies(self, chat: ChatKey, count: int) -> int: ...
+
+    async def backlog(self, chat: ChatKey) -> int: ...
+
+    async def dead_letters(self) -> list[dict[str, object]]: ...

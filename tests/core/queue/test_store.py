@@ -1,0 +1,173 @@
+"""The store's guarantees, against a real redis-server (and the embedded store alike)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.queue.types import Enqueued, Limits, Outcome
+
+A = ChatKey("telegram", "-100")
+B = ChatKey("slack", "C42")
+
+
+def msg(chat: ChatKey, n: int, sender: str = "ann", thread: str = "") -> Incoming:
+    return Incoming(chat, sender, f"question {n}", f"{chat.chat}-{n}", thread=thread)
+
+
+@pytest.fixture
+def store(redis_store):  # type: ignore[no-untyped-def]
+    return redis_store
+
+
+def with_limits(store, **changes):  # type: ignore[no-untyped-def]
+    store.limits = dataclasses.replace(store.limits, **changes)
+    return store
+
+
+async def answer(store, claim) -> Outcome:  # type: ignore[no-untyped-def]
+    return await store.complete(claim, Reply.to(claim.message, "re " + claim.message.text))
+
+
+async def test_one_message_of_a_chat_in_flight_and_replies_in_order(store) -> None:  # type: ignore[no-untyped-def]
+    for n in range(3):
+        assert await store.enqueue(msg(A, n)) == Enqueued.QUEUED
+    (first,) = await store.claim(10)
+    assert first.message.text == "question 0" and first.attempts == 1
+    assert await store.claim(10) == []  # the chat's next message waits for this one
+    assert await answer(store, first) == Outcome.OK
+    (second,) = await store.claim(10)
+    assert second.message.text == "question 1"
+    assert await answer(store, second) == Outcome.OK
+    assert [r.text for r in await store.replies(A)] == ["re question 0", "re question 1"]
+    assert await store.backlog(A) == 1
+
+
+async def test_chats_proceed_in_parallel_and_fairly(store) -> None:  # type: ignore[no-untyped-def]
+    for n in range(100):
+        await store.enqueue(msg(A, n))
+    await store.enqueue(msg(B, 0))
+    served = []
+    for _ in range(4):
+        (claim,) = await store.claim(1)
+        served.append(claim.message.chat)
+        await answer(store, claim)
+    assert B in served[:2]  # one message behind a busy chat, not a hundred
+    both = await store.claim(10)
+    assert {c.message.chat for c in both} == {A}
+
+
+async def test_redelivered_message_is_answered_once(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.enqueue(msg(A, 1)) == Enqueued.QUEUED
+    assert await store.enqueue(msg(A, 1)) == Enqueued.DUPLICATE
+    (claim,) = await store.claim(10)
+    await answer(store, claim)
+    assert await store.enqueue(msg(A, 1)) == Enqueued.DUPLICATE  # after answering, too
+    assert len(await store.replies(A)) == 1 and await store.backlog(A) == 0
+
+
+async def test_backlog_limit_answers_busy(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, backlog=3, sender_rate=0)
+    results = [await store.enqueue(msg(A, n)) for n in range(5)]
+    assert results == [Enqueued.QUEUED] * 3 + [Enqueued.BUSY] * 2
+    busy = await store.replies(A)
+    assert [r.kind for r in busy] == [ReplyKind.BUSY] * 2
+    assert [r.in_reply_to for r in busy] == ["-100-3", "-100-4"]
+    assert await store.backlog(A) == 3
+
+
+async def test_sender_rate_limit(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, sender_rate=2, rate_window=60)
+    got = [await store.enqueue(msg(A, n, sender="flood")) for n in range(4)]
+    assert got == [Enqueued.QUEUED] * 2 + [Enqueued.RATE_LIMITED] * 2
+    assert await store.enqueue(msg(A, 9, sender="calm")) == Enqueued.QUEUED
+
+
+async def test_expired_lease_is_taken_over_and_the_late_worker_changes_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, lease=0.2)
+    await store.enqueue(msg(A, 1))
+    (stale,) = await store.claim(10)
+    await asyncio.sleep(0.3)  # the first worker went silent
+    (fresh,) = await store.claim(10)
+    assert fresh.message == stale.message and fresh.attempts == 2
+    assert await answer(store, stale) == Outcome.LOST
+    assert await answer(store, fresh) == Outcome.OK
+    assert len(await store.replies(A)) == 1
+
+
+async def test_poison_message_goes_to_dead_letters(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, max_attempts=3, retry_delay=0)
+    await store.enqueue(msg(A, 1))
+    await store.enqueue(msg(A, 2))
+    outcomes = []
+    for _ in range(3):
+        (claim,) = await store.claim(10)
+        assert claim.message.text == "question 1"
+        outcomes.append(await store.fail(claim, "ValueError: boom"))
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.DEAD]
+    (dead,) = await store.dead_letters()
+    assert dead["error"] == "ValueError: boom" and dead["chat"] == str(A)
+    assert [r.kind for r in await store.replies(A)] == [ReplyKind.FAILED]
+    (claim,) = await store.claim(10)
+    assert claim.message.text == "question 2" and claim.attempts == 1  # the chat moved on
+
+
+async def test_retry_waits_for_its_delay(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, retry_delay=0.3)
+    await store.enqueue(msg(A, 1))
+    (claim,) = await store.claim(10)
+    assert await store.fail(claim, "boom") == Outcome.RETRY
+    assert await store.claim(10) == []
+    await asyncio.sleep(0.35)
+    (again,) = await store.claim(10)
+    assert again.attempts == 2
+
+
+async def test_release_does_not_count_an_attempt(store) -> None:  # type: ignore[no-untyped-def]
+    await store.enqueue(msg(A, 1))
+    (claim,) = await store.claim(10)
+    assert await store.release(claim) == Outcome.OK
+    (again,) = await store.claim(10)
+    assert again.attempts == 1
+    assert await store.release(claim) == Outcome.LOST  # an old token is refused
+
+
+async def test_context_is_kept_per_thread_capped_and_reset(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, context_turns=4, context_bytes=10_000)
+    for n in range(3):
+        await store.enqueue(msg(A, n, thread="t1"))
+        (claim,) = await store.claim(10)
+        await answer(store, claim)
+    assert await store.context(A, "t1") == [
+        "question 1",
+        "re question 1",
+        "question 2",
+        "re question 2",
+    ]
+    assert await store.context(A, "other") == []
+    await store.reset(A, "t1")
+    assert await store.context(A, "t1") == []
+
+
+async def test_context_byte_cap_and_ttl(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, context_turns=100, context_bytes=40, context_ttl=0.3)
+    for n in range(3):
+        await store.enqueue(msg(A, n))
+        (claim,) = await store.claim(10)
+        await answer(store, claim)
+    turns = await store.context(A)
+    assert sum(len(t) for t in turns) <= 40 and turns[-1] == "re question 2"
+    await asyncio.sleep(0.4)
+    assert await store.context(A) == []
+
+
+async def test_ack_replies(store) -> None:  # type: ignore[no-untyped-def]
+    for n in range(3):
+        await store.enqueue(msg(A, n))
+        (claim,) = await store.claim(10)
+        await answer(store, claim)
+    assert await store.ack_replies(A, 2) == 1
+    assert [r.text for r in await store.replies(A)] == ["re question 2"]
