@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
-from core.queue.types import Enqueued, Limits, Outcome
+from core.queue.types import Enqueued, Outcome
 
 A = ChatKey("telegram", "-100")
 B = ChatKey("slack", "C42")
