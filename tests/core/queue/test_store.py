@@ -18,9 +18,13 @@ def msg(chat: ChatKey, n: int, sender: str = "ann", thread: str = "") -> Incomin
     return Incoming(chat, sender, f"question {n}", f"{chat.chat}-{n}", thread=thread)
 
 
-@pytest.fixture
-def store(redis_store):  # type: ignore[no-untyped-def]
-    return redis_store
+@pytest.fixture(params=["redis", "memory"])
+def store(request):  # type: ignore[no-untyped-def]
+    if request.param == "redis":
+        return request.getfixturevalue("redis_store")
+    from core.queue.memory_store import MemoryStore
+
+    return MemoryStore()
 
 
 def with_limits(store, **changes):  # type: ignore[no-untyped-def]

@@ -1,0 +1,195 @@
+"""The embedded store: the Redis store's behaviour inside one process, without a server.
+
+Used when no Redis URL is configured, so the main job runs on a fresh machine. Each method
+runs under one lock, which makes it atomic the way a Lua script is in Redis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.queue.types import BUSY_TEXT, FAILED_TEXT, Claim, Enqueued, Limits, Outcome
+
+
+@dataclass
+class _Chat:
+    inbox: deque[Incoming] = field(default_factory=deque)
+    outbox: deque[Reply] = field(default_factory=deque)
+    seen: dict[str, float] = field(default_factory=dict)
+    rates: dict[str, tuple[int, float]] = field(default_factory=dict)  # sender: (count, until)
+    contexts: dict[str, tuple[list[str], float]] = field(
+        default_factory=dict
+    )  # thread: (turns, until)
+    token: str | None = None
+    lease_until: float = 0.0
+    lease_msg: str | None = None
+    attempts: int = 0
+
+
+class MemoryStore:
+    """Inbox, outbox and context of every chat, in this process's memory."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._chats: dict[ChatKey, _Chat] = {}
+        self._ready: dict[ChatKey, float] = {}
+        self._dead: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        self._tokens = itertools.count(1)
+
+    def _chat(self, key: ChatKey) -> _Chat:
+        return self._chats.setdefault(key, _Chat())
+
+    async def close(self) -> None:
+        return None
+
+    async def enqueue(self, message: Incoming) -> Enqueued:
+        lim, now = self.limits, time.time()
+        with self._lock:
+            chat = self._chat(message.chat)
+            if message.message_id in chat.seen:
+                return Enqueued.DUPLICATE
+            chat.seen[message.message_id] = now
+            for old, at in list(chat.seen.items()):  # oldest first: dicts keep insertion order
+                if at > now - lim.dedup_window and len(chat.seen) <= lim.dedup_ids:
+                    break
+                del chat.seen[old]
+            if lim.sender_rate > 0:
+                count, until = chat.rates.get(message.sender, (0, now + lim.rate_window))
+                if until <= now:
+                    count, until = 0, now + lim.rate_window
+                chat.rates[message.sender] = (count + 1, until)
+                if count + 1 > lim.sender_rate:
+                    return Enqueued.RATE_LIMITED
+            if len(chat.inbox) >= lim.backlog:
+                busy = BUSY_TEXT.format(backlog=lim.backlog)
+                chat.outbox.append(Reply.to(message, busy, ReplyKind.BUSY))
+                return Enqueued.BUSY
+            chat.inbox.append(message)
+            if chat.token is None:
+                self._ready.setdefault(message.chat, now)
+            return Enqueued.QUEUED
+
+    async def claim(self, max_chats: int) -> list[Claim]:
+        now = time.time()
+        with self._lock:
+            for key, chat in self._chats.items():
+                if chat.token is not None and chat.lease_until <= now:
+                    chat.token = None
+                    if chat.inbox:
+                        self._ready[key] = now
+            due = sorted(
+                (at, i, key) for i, (key, at) in enumerate(self._ready.items()) if at <= now
+            )
+            claims = []
+            for _, _, key in due[:max_chats]:
+                del self._ready[key]
+                chat = self._chats[key]
+                head = chat.inbox[0]
+                chat.attempts = chat.attempts + 1 if chat.lease_msg == head.message_id else 1
+                chat.lease_msg = head.message_id
+                chat.token = f"mem:{next(self._tokens)}"
+                chat.lease_until = now + self.limits.lease
+                claims.append(Claim(head, chat.attempts, chat.token))
+            return claims
+
+    def _holds(self, claim: Claim) -> _Chat | None:
+        chat = self._chats.get(claim.message.chat)
+        if chat is None or chat.token != claim.token or not chat.inbox:
+            return None
+        return chat if chat.inbox[0].message_id == claim.message.message_id else None
+
+    def _unlease(self, key: ChatKey, chat: _Chat, ready_at: float) -> None:
+        chat.token = None
+        if chat.inbox:
+            self._ready[key] = ready_at
+
+    async def complete(self, claim: Claim, reply: Reply) -> Outcome:
+        lim, now, m = self.limits, time.time(), claim.message
+        with self._lock:
+            chat = self._holds(claim)
+            if chat is None:
+                return Outcome.LOST
+            chat.inbox.popleft()
+            chat.lease_msg, chat.attempts = None, 0
+            chat.outbox.append(reply)
+            turns = self._live_context(chat, m.thread, now) + [m.text, reply.text]
+            turns = turns[-lim.context_turns :]
+            while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
+                turns.pop(0)
+            chat.contexts[m.thread] = (turns, now + lim.context_ttl)
+            self._unlease(m.chat, chat, now)
+            return Outcome.OK
+
+    async def fail(self, claim: Claim, error: str) -> Outcome:
+        now, m = time.time(), claim.message
+        with self._lock:
+            chat = self._holds(claim)
+            if chat is None:
+                return Outcome.LOST
+            if chat.attempts >= self.limits.max_attempts:
+                chat.inbox.popleft()
+                chat.lease_msg, chat.attempts = None, 0
+                self._dead.append(
+                    {
+                        "chat": str(m.chat),
+                        "message": m.to_json(),
+                        "error": error[:2000],
+                        "at": int(now * 1000),
+                    }
+                )
+                chat.outbox.append(Reply.to(m, FAILED_TEXT, ReplyKind.FAILED))
+                self._unlease(m.chat, chat, now)
+                return Outcome.DEAD
+            self._unlease(m.chat, chat, now + self.limits.retry_delay)
+            return Outcome.RETRY
+
+    async def release(self, claim: Claim) -> Outcome:
+        with self._lock:
+            chat = self._holds(claim)
+            if chat is None:
+                return Outcome.LOST
+            chat.attempts -= 1
+            self._unlease(claim.message.chat, chat, time.time())
+            return Outcome.OK
+
+    def _live_context(self, chat: _Chat, thread: str, now: float) -> list[str]:
+        turns, until = chat.contexts.get(thread, ([], 0.0))
+        return list(turns) if until > now else []
+
+    async def context(self, chat: ChatKey, thread: str = "") -> list[str]:
+        now = time.time()
+        with self._lock:
+            state = self._chat(chat)
+            turns = self._live_context(state, thread, now)
+            if turns:
+                state.contexts[thread] = (turns, now + self.limits.context_ttl)
+            return turns
+
+    async def reset(self, chat: ChatKey, thread: str = "") -> None:
+        with self._lock:
+            self._chat(chat).contexts.pop(thread, None)
+
+    async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]:
+        with self._lock:
+            return list(itertools.islice(self._chat(chat).outbox, limit))
+
+    async def ack_replies(self, chat: ChatKey, count: int) -> int:
+        with self._lock:
+            outbox = self._chat(chat).outbox
+            for _ in range(min(count, len(outbox))):
+                outbox.popleft()
+            return len(outbox)
+
+    async def backlog(self, chat: ChatKey) -> int:
+        with self._lock:
+            return len(self._chat(chat).inbox)
+
+    async def dead_letters(self) -> list[dict[str, object]]:
+        with self._lock:
+            return list(self._dead)
