@@ -118,7 +118,7 @@ class MemoryStore:
             chat.inbox.popleft()
             chat.lease_msg, chat.attempts = None, 0
             chat.outbox.append(reply)
-            turns = self._live_context(chat, m.thread, now) + [m.text, reply.text]
+            turns = [*self._live_context(chat, m.thread, now), m.text, reply.text]
             turns = turns[-lim.context_turns :]
             while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
                 turns.pop(0)
