@@ -40,8 +40,14 @@ class RedisStore:
     def from_url(
         cls, url: str, limits: Limits | None = None, keys: Keys | None = None
     ) -> RedisStore:
-        """redis://, rediss:// (TLS) or unix:// URL, password included."""
-        return cls(aioredis.from_url(url, decode_responses=True), limits, keys)
+        """redis://, rediss:// (TLS) or unix:// URL, password included.
+
+        Concurrent calls share up to 64 connections and wait for a free one.
+        """
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=64, timeout=30
+        )
+        return cls(aioredis.Redis(connection_pool=pool), limits, keys)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -1,0 +1,146 @@
+"""The worker loop: claim the heads of ready chats, answer them in one batch, complete.
+
+The responder is a plain function from contexts (each a list of turns, the question last)
+to replies; it runs in a thread so the event loop stays free for the store and signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.messages import Reply
+from core.queue.types import Claim, Outcome, Store
+
+log = logging.getLogger("parley.worker")
+
+Respond = Callable[[Sequence[Sequence[str]]], list[str]]
+
+# What counts as the store being unreachable: redis' connection and timeout errors, and
+# OSError for sockets. Anything else is a bug and propagates.
+try:
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.exceptions import TimeoutError as _RedisTimeoutError
+
+    STORE_DOWN: tuple[type[BaseException], ...] = (
+        _RedisConnectionError,
+        _RedisTimeoutError,
+        OSError,
+    )
+except ImportError:  # pragma: no cover
+    STORE_DOWN = (OSError,)
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    answered: int = 0
+    failed: int = 0
+    lost: int = 0
+    outages: int = 0
+
+
+class Worker:
+    """Answers messages from a `Store` with a `Respond` function, batch by batch."""
+
+    def __init__(
+        self,
+        store: Store,
+        respond: Respond,
+        batch_size: int = 32,
+        max_wait: float = 0.005,
+        idle_sleep: float = 0.02,
+    ) -> None:
+        self.store = store
+        self.respond = respond
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.idle_sleep = idle_sleep
+        self.stats = WorkerStats()
+        self._held: list[Claim] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set; then finish the batch in hand and return."""
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                if not await self.step():
+                    await _wait(stop, self.idle_sleep)
+                if backoff:
+                    log.warning("store reachable again; resuming")
+                    backoff = 0.0
+            except STORE_DOWN as exc:
+                if not backoff:  # once per outage, not once per retry
+                    self.stats.outages += 1
+                    log.error("store unreachable (%s); retrying with backoff", exc)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                await _wait(stop, backoff)
+        await self._release_held()
+
+    async def step(self) -> int:
+        """Claim, answer and complete one batch; returns how many messages it took."""
+        if not self._held:
+            self._held = await self._claim_batch()
+        if not self._held:
+            return 0
+        claims = self._held
+        contexts = [
+            [*await self.store.context(c.message.chat, c.message.thread), c.message.text]
+            for c in claims
+        ]
+        results = await self._answer(contexts)
+        self.stats.batches += 1
+        for claim, result in zip(claims, results, strict=True):
+            if isinstance(result, str):
+                outcome = await self.store.complete(claim, Reply.to(claim.message, result))
+                self.stats.answered += outcome == Outcome.OK
+            else:
+                log.error(
+                    "responder failed on %s message %s (attempt %d): %r",
+                    claim.message.chat,
+                    claim.message.message_id,
+                    claim.attempts,
+                    result,
+                )
+                outcome = await self.store.fail(claim, repr(result))
+                self.stats.failed += 1
+            self.stats.lost += outcome == Outcome.LOST
+            self._held = self._held[1:]  # done with this one even if the store fails next
+        return len(claims)
+
+    async def _claim_batch(self) -> list[Claim]:
+        claims = await self.store.claim(self.batch_size)
+        deadline = time.monotonic() + self.max_wait
+        # Micro-batching: a busy store fills the batch in a few milliseconds.
+        while claims and len(claims) < self.batch_size and time.monotonic() < deadline:
+            await asyncio.sleep(self.max_wait / 5)
+            claims += await self.store.claim(self.batch_size - len(claims))
+        return claims
+
+    async def _answer(self, contexts: list[list[str]]) -> list[str | BaseException]:
+        """Replies for a batch; if the batch fails, each message alone, to find the culprit."""
+        try:
+            return list(await asyncio.to_thread(self.respond, contexts))
+        except Exception as exc:  # a responder bug must not stop the worker
+            if len(contexts) == 1:
+                return [exc]
+        out: list[str | BaseException] = []
+        for context in contexts:
+            out.extend(await self._answer([context]))
+        return out
+
+    async def _release_held(self) -> None:
+        for claim in self._held:
+            # If the store is down, the lease expires and another worker takes the chat over.
+            with contextlib.suppress(*STORE_DOWN):
+                await self.store.release(claim)
+        self._held = []
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
