@@ -104,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--generate", type=int, default=500, help="test contexts to answer")
     _decode_args(ev)
 
+    worker = sub.add_parser(
+        "worker",
+        help="answer queued messages from Redis (PARLEY_REDIS_URL) until stopped",
+        description="Take the oldest messages of up to PARLEY_WORKER_BATCH chats from Redis, "
+        "answer them in one model batch, and queue the replies. Run as many workers, on as "
+        "many machines, as the load needs. SIGTERM finishes the batch in hand and exits.",
+    )
+    worker.add_argument(
+        "model",
+        nargs="?",
+        type=Path,
+        help="model directory (default: $PARLEY_MODEL or the bundled model)",
+    )
+    _decode_args(worker)
+
     export = sub.add_parser("export", help="export the decoder as a TensorFlow SavedModel")
     export.add_argument("model", type=Path)
     export.add_argument("out", type=Path)
@@ -194,7 +209,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"chat": cmd_chat, "train": cmd_train, "eval": cmd_eval, "export": cmd_export}
+def cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from bots.worker import require_redis, serve_worker
+
+    settings = load_settings()
+    require_redis(settings)  # before the model loads, to fail fast
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve_worker(settings, _responder(args.model, args)))
+    return 0
+
+
+COMMANDS = {
+    "chat": cmd_chat,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "worker": cmd_worker,
+    "export": cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

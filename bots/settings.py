@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.queue.keys import Keys
+from core.queue.memory_store import MemoryStore
+from core.queue.redis_store import RedisStore
+from core.queue.types import Limits, Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = REPO_ROOT / "models" / "default"
@@ -30,6 +34,42 @@ class Settings(BaseSettings):
     top_p: float | None = Field(None, gt=0, le=1)
     max_reply_tokens: int | None = Field(None, ge=1, le=256)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # the queue
+    redis_url: SecretStr | None = Field(
+        None, description="redis://, rediss:// or unix:// URL; empty = the embedded store"
+    )
+    redis_partitions: int = Field(8, ge=1, le=1024)
+    worker_batch: int = Field(32, ge=1, le=256)
+    worker_max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    backlog_limit: int = Field(50, ge=1)
+    sender_rate: int = Field(20, ge=0)
+    sender_rate_window_seconds: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    context_turns: int = Field(6, ge=0)
+    context_bytes: int = Field(4096, ge=0)
+    context_ttl_seconds: float = Field(86_400.0, gt=0)
+
+    def limits(self) -> Limits:
+        return Limits(
+            backlog=self.backlog_limit,
+            sender_rate=self.sender_rate,
+            rate_window=self.sender_rate_window_seconds,
+            lease=self.lease_seconds,
+            max_attempts=self.max_attempts,
+            context_turns=self.context_turns,
+            context_bytes=self.context_bytes,
+            context_ttl=self.context_ttl_seconds,
+        )
+
+    def store(self) -> Store:
+        """The Redis store when a URL is set, else the embedded one."""
+        if self.redis_url is None:
+            return MemoryStore(self.limits())
+        return RedisStore.from_url(
+            self.redis_url.get_secret_value(), self.limits(), Keys(partitions=self.redis_partitions)
+        )
 
     def decode_overrides(self) -> dict[str, object]:
         """Decoding options the settings change, as `DecodeOptions` field names."""

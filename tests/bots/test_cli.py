@@ -105,3 +105,45 @@ def test_export_command(
     assert main(["export", str(tiny_model), str(tmp_path / "sm")]) == 0
     assert json.loads(capsys.readouterr().out)["signatures"] == ["greedy", "beam", "sample"]
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
+
+
+def test_worker_needs_redis() -> None:
+    result = run_cli("worker", env={"PARLEY_REDIS_URL": ""})
+    assert result.returncode == 2 and "PARLEY_REDIS_URL is not set" in result.stderr
+
+
+@pytest.mark.slow
+async def test_worker_answers_from_redis_and_stops_on_sigterm(
+    tiny_model: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import signal
+
+    from core.messages import ChatKey, Incoming
+    from core.queue.redis_store import RedisStore
+
+    redis_server.flush()
+    store = RedisStore.from_url(redis_server.url)
+    rooms = [ChatKey("web", "sky"), ChatKey("web", "kitchen")]
+    for room, text in zip(rooms, ["how is the weather", "what did you eat"], strict=True):
+        await store.enqueue(Incoming(room, "ann", text, "m1"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bots.cli", "worker", str(tiny_model), "--method", "greedy"],
+        env={**os.environ, "PARLEY_REDIS_URL": redis_server.url},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(600):
+            answered = [await store.replies(room) for room in rooms]
+            if all(answered) or proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        weather, food = [r[0].text for r in answered]
+        assert any(w in weather for w in ("sunny", "rain", "cold")), weather
+        assert any(w in food for w in ("pizza", "pasta", "soup")), food
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        await store.close()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"worker stopped" in err

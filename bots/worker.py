@@ -1,0 +1,43 @@
+"""`parley worker`: answer queued messages from Redis with the model, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from bots.settings import Settings
+from core.errors import ConfigError
+from core.model.responder import Responder
+from core.queue.worker import Worker
+
+log = logging.getLogger("parley.worker")
+
+
+def require_redis(settings: Settings) -> None:
+    if settings.redis_url is None:
+        raise ConfigError(
+            "PARLEY_REDIS_URL is not set: a separate worker process shares its queue through "
+            "Redis (without Redis, the web chat runs its own worker in-process)"
+        )
+
+
+async def serve_worker(settings: Settings, responder: Responder) -> None:
+    require_redis(settings)
+    store = settings.store()
+    worker = Worker(
+        store,
+        responder.reply,
+        batch_size=settings.worker_batch,
+        max_wait=settings.worker_max_wait_ms / 1000,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker started: batch %d, model %s", settings.worker_batch, settings.model)
+    try:
+        await worker.run(stop)
+    finally:
+        await store.close()
+        log.info("worker stopped: %s", worker.stats)
