@@ -31,6 +31,11 @@ class Keys:
     def _chat(self, chat: ChatKey) -> str:
         return f"{self.chat_prefix(self.partition(chat))}{chat}"
 
+    @property
+    def wake(self) -> str:
+        """Pub/sub channel on which a chat that becomes ready wakes idle workers."""
+        return f"{self.prefix}:wake"
+
     # per partition
     def ready(self, partition: int) -> str:
         """ZSET chat -> time from which it may be claimed; the oldest is served first."""

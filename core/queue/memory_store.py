@@ -6,6 +6,8 @@ runs under one lock, which makes it atomic the way a Lua script is in Redis.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -41,6 +43,7 @@ class MemoryStore:
         self._dead: list[dict[str, object]] = []
         self._lock = threading.Lock()
         self._tokens = itertools.count(1)
+        self._wake: asyncio.Event | None = None
 
     def _chat(self, key: ChatKey) -> _Chat:
         return self._chats.setdefault(key, _Chat())
@@ -73,7 +76,17 @@ class MemoryStore:
             chat.inbox.append(message)
             if chat.token is None:
                 self._ready.setdefault(message.chat, now)
+                if self._wake is not None:
+                    self._wake.set()
             return Enqueued.QUEUED
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a chat becomes ready or after `timeout`."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
 
     async def claim(self, max_chats: int) -> list[Claim]:
         now = time.time()

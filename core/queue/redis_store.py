@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -35,6 +36,7 @@ class RedisStore:
         self._worker = secrets.token_hex(6)
         self._claims = 0
         self._next_partition = 0
+        self._pubsub: Any = None
 
     @classmethod
     def from_url(
@@ -50,6 +52,8 @@ class RedisStore:
         return cls(aioredis.Redis(connection_pool=pool), limits, keys)
 
     async def close(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
         await self.redis.aclose()
 
     def _now(self) -> int:
@@ -86,6 +90,7 @@ class RedisStore:
                 _ms(lim.rate_window),
                 busy.to_json(),
                 lim.dedup_ids,
+                k.wake,
             ],
         )
         return Enqueued(result)
@@ -118,6 +123,20 @@ class RedisStore:
             for i in range(0, len(raw), 3):
                 claims.append(Claim(Incoming.from_json(raw[i + 1]), int(raw[i + 2]), token))
         return claims
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a chat becomes ready (published by `enqueue`) or after `timeout`."""
+        try:
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.subscribe(self.keys.wake)
+            await self._pubsub.get_message(timeout=timeout)
+        except BaseException:
+            pubsub, self._pubsub = self._pubsub, None  # subscribe afresh next time
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            raise
 
     def _lease_keys(self, chat: ChatKey) -> list[str]:
         k, p = self.keys, self.keys.partition(chat)

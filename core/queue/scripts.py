@@ -12,8 +12,8 @@ local inbox, seen, ready, leases, rate, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, id, payload = ARGV[1], ARGV[2], ARGV[3]
 local now, backlog, dedup_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local rate_limit, rate_ms, busy, seen_cap =
-  tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
+local rate_limit, rate_ms, busy, seen_cap, wake =
+  tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), ARGV[11]
 if redis.call('ZSCORE', seen, id) then return 'duplicate' end
 redis.call('ZADD', seen, now, id)
 redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - dedup_ms)
@@ -30,8 +30,8 @@ if redis.call('LLEN', inbox) >= backlog then
   return 'busy'
 end
 redis.call('RPUSH', inbox, payload)
-if not redis.call('ZSCORE', leases, chat) then
-  redis.call('ZADD', ready, 'NX', now, chat)
+if not redis.call('ZSCORE', leases, chat) and redis.call('ZADD', ready, 'NX', now, chat) == 1 then
+  redis.call('PUBLISH', wake, chat)
 end
 return 'queued'
 """

@@ -53,13 +53,13 @@ class Worker:
         respond: Respond,
         batch_size: int = 32,
         max_wait: float = 0.005,
-        idle_sleep: float = 0.02,
+        idle_timeout: float = 0.5,
     ) -> None:
         self.store = store
         self.respond = respond
         self.batch_size = batch_size
         self.max_wait = max_wait
-        self.idle_sleep = idle_sleep
+        self.idle_timeout = idle_timeout  # also bounds how long a stop request waits
         self.stats = WorkerStats()
         self._held: list[Claim] = []
 
@@ -69,7 +69,8 @@ class Worker:
         while not stop.is_set():
             try:
                 if not await self.step():
-                    await _wait(stop, self.idle_sleep)
+                    # Woken by new work; the timeout also catches retries and expired leases.
+                    await self.store.wait_for_work(self.idle_timeout)
                 if backoff:
                     log.warning("store reachable again; resuming")
                     backoff = 0.0

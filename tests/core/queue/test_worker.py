@@ -141,14 +141,7 @@ async def enqueue_all(store: RedisStore, messages: list[Incoming]) -> None:
         await store.enqueue(m)
 
 
-async def wait_answered(
-    store: RedisStore,
-    chats: int,
-    per_chat: int,
-    timeout: float,
-    procs: list[subprocess.Popen[bytes]] | None = None,
-    chaos=None,
-) -> None:  # type: ignore[no-untyped-def]
+async def wait_answered(store: RedisStore, chats: int, per_chat: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         total = sum(
@@ -157,8 +150,6 @@ async def wait_answered(
         if total >= chats * per_chat:
             return
         assert time.monotonic() < deadline, f"{total} of {chats * per_chat} answered"
-        if chaos:
-            chaos()
         await asyncio.sleep(0.05)
 
 
@@ -187,25 +178,28 @@ async def test_four_workers_keep_every_chats_order(redis_server) -> None:  # typ
 async def test_workers_killed_mid_batch_lose_and_double_nothing(redis_server) -> None:  # type: ignore[no-untyped-def]
     redis_server.flush()
     store = RedisStore.from_url(redis_server.url, LIMITS)
-    url, lease = redis_server.url, 0.5
-    procs = start_workers(url, 4, lease=lease, delay=0.01)
-    kills = {"n": 0, "last": time.monotonic()}
+    url, lease, delay = redis_server.url, 0.5, 0.02
+    procs = start_workers(url, 4, lease=lease, delay=delay)
+    kills = 0
 
-    def chaos() -> None:  # every 0.3 s, SIGKILL a random worker and start a new one
-        if time.monotonic() - kills["last"] > 0.3:
+    async def chaos() -> None:  # every 0.3 s, SIGKILL a random worker and start a new one
+        nonlocal kills
+        while True:
+            await asyncio.sleep(0.3)
             victim = random.randrange(len(procs))
             procs[victim].kill()
             procs[victim].wait()
-            procs[victim] = start_workers(url, 1, lease=lease, delay=0.01)[0]
-            kills["n"] += 1
-            kills["last"] = time.monotonic()
+            procs[victim] = start_workers(url, 1, lease=lease, delay=delay)[0]
+            kills += 1
 
+    killer = asyncio.create_task(chaos())
     try:
         await enqueue_all(store, interleaved(chats=50, per_chat=200, seed=1))
-        await wait_answered(store, 50, 200, timeout=240, chaos=chaos)
+        await wait_answered(store, 50, 200, timeout=240)
     finally:
+        killer.cancel()
         stop_workers(procs)
-    assert kills["n"] >= 5
+    assert kills >= 5
     await assert_exactly_once_in_order(store, 50, 200)
     await store.close()
 
@@ -229,3 +223,25 @@ async def test_redis_restart_mid_run_loses_nothing(tmp_path) -> None:  # type: i
     await assert_exactly_once_in_order(store, 20, 100)
     await store.close()
     server.stop()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_idle_worker_is_woken_by_new_work(kind: str, redis_server) -> None:  # type: ignore[no-untyped-def]
+    redis_server.flush()
+    store = (
+        MemoryStore(LIMITS) if kind == "memory" else RedisStore.from_url(redis_server.url, LIMITS)
+    )
+    worker = Worker(store, echo, idle_timeout=60)  # without a wake-up, a minute of silence
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.sleep(0.3)  # the worker is idle, waiting
+    await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "hello?", "x1"))
+    for _ in range(100):
+        if worker.stats.answered:
+            break
+        await asyncio.sleep(0.1)
+    assert worker.stats.answered == 1
+    stop.set()
+    await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "bye", "x2"))  # wakes it to stop
+    await asyncio.wait_for(task, 10)
+    await store.close()
