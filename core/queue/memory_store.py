@@ -12,6 +12,7 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
@@ -50,6 +51,9 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+    async def enqueue_all(self, messages: Sequence[Incoming]) -> list[Enqueued]:
+        return [await self.enqueue(m) for m in messages]
 
     async def enqueue(self, message: Incoming) -> Enqueued:
         lim, now = self.limits, time.time()
@@ -108,7 +112,10 @@ class MemoryStore:
                 chat.lease_msg = head.message_id
                 chat.token = f"mem:{next(self._tokens)}"
                 chat.lease_until = now + self.limits.lease
-                claims.append(Claim(head, chat.attempts, chat.token))
+                context = self._live_context(chat, head.thread, now)
+                if context:
+                    chat.contexts[head.thread] = (context, now + self.limits.context_ttl)
+                claims.append(Claim(head, chat.attempts, chat.token, tuple(context)))
             return claims
 
     def _holds(self, claim: Claim) -> _Chat | None:
@@ -121,6 +128,9 @@ class MemoryStore:
         chat.token = None
         if chat.inbox:
             self._ready[key] = ready_at
+
+    async def complete_all(self, answers: Sequence[tuple[Claim, Reply]]) -> list[Outcome]:
+        return [await self.complete(claim, reply) for claim, reply in answers]
 
     async def complete(self, claim: Claim, reply: Reply) -> Outcome:
         lim, now, m = self.limits, time.time(), claim.message

@@ -6,6 +6,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -65,35 +66,41 @@ class RedisStore:
     # -- ingress ------------------------------------------------------------------------------
 
     async def enqueue(self, message: Incoming) -> Enqueued:
-        k, chat, lim = self.keys, message.chat, self.limits
-        p = k.partition(chat)
-        busy = Reply.to(message, BUSY_TEXT.format(backlog=lim.backlog), ReplyKind.BUSY)
-        result = await self._run(
-            "ENQUEUE",
-            [
-                k.inbox(chat),
-                k.seen(chat),
-                k.ready(p),
-                k.leases(p),
-                k.rate(chat, message.sender),
-                k.outbox(chat),
-                k.outbox_ready(p, chat.platform),
-            ],
-            [
-                str(chat),
-                message.message_id,
-                message.to_json(),
-                self._now(),
-                lim.backlog,
-                _ms(lim.dedup_window),
-                lim.sender_rate,
-                _ms(lim.rate_window),
-                busy.to_json(),
-                lim.dedup_ids,
-                k.wake,
-            ],
-        )
-        return Enqueued(result)
+        """Queue a message (see `Enqueued` for what can happen to it)."""
+        (result,) = await self.enqueue_all([message])
+        return result
+
+    async def enqueue_all(self, messages: Sequence[Incoming]) -> list[Enqueued]:
+        """`enqueue` for several messages, in order, in one round trip."""
+        k, lim, now = self.keys, self.limits, self._now()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in messages:
+                p = k.partition(m.chat)
+                busy = Reply.to(m, BUSY_TEXT.format(backlog=lim.backlog), ReplyKind.BUSY)
+                keys = [
+                    k.inbox(m.chat),
+                    k.seen(m.chat),
+                    k.ready(p),
+                    k.leases(p),
+                    k.rate(m.chat, m.sender),
+                    k.outbox(m.chat),
+                    k.outbox_ready(p, m.chat.platform),
+                ]
+                args: list[str | int] = [
+                    str(m.chat),
+                    m.message_id,
+                    m.to_json(),
+                    now,
+                    lim.backlog,
+                    _ms(lim.dedup_window),
+                    lim.sender_rate,
+                    _ms(lim.rate_window),
+                    busy.to_json(),
+                    lim.dedup_ids,
+                    k.wake,
+                ]
+                await self._scripts["ENQUEUE"](keys=keys, args=args, client=pipe)
+            return [Enqueued(r) for r in await pipe.execute()]
 
     # -- the worker's side ------------------------------------------------------------------
 
@@ -118,10 +125,19 @@ class RedisStore:
             raw = await self._run(
                 "CLAIM",
                 [k.ready(p), k.leases(p)],
-                [now, _ms(self.limits.lease), max_chats - len(claims), token, k.chat_prefix(p)],
+                [
+                    now,
+                    _ms(self.limits.lease),
+                    max_chats - len(claims),
+                    token,
+                    k.chat_prefix(p),
+                    _ms(self.limits.context_ttl),
+                ],
             )
-            for i in range(0, len(raw), 3):
-                claims.append(Claim(Incoming.from_json(raw[i + 1]), int(raw[i + 2]), token))
+            for i in range(0, len(raw), 4):
+                message = Incoming.from_json(raw[i + 1])
+                context = tuple(json.loads(raw[i + 3])) if raw[i + 3] != "{}" else ()
+                claims.append(Claim(message, int(raw[i + 2]), token, context))
         return claims
 
     async def wait_for_work(self, timeout: float) -> None:
@@ -144,29 +160,35 @@ class RedisStore:
 
     async def complete(self, claim: Claim, reply: Reply) -> Outcome:
         """Publish the reply, drop the message and extend the context, all at once."""
-        m, k, lim = claim.message, self.keys, self.limits
-        result = await self._run(
-            "COMPLETE",
-            [
-                *self._lease_keys(m.chat),
-                k.context(m.chat, m.thread),
-                k.outbox(m.chat),
-                k.outbox_ready(k.partition(m.chat), m.chat.platform),
-            ],
-            [
-                str(m.chat),
-                claim.token,
-                m.message_id,
-                reply.to_json(),
-                self._now(),
-                lim.context_turns,
-                lim.context_bytes,
-                _ms(lim.context_ttl),
-                m.text,
-                reply.text,
-            ],
-        )
-        return Outcome(result)
+        (outcome,) = await self.complete_all([(claim, reply)])
+        return outcome
+
+    async def complete_all(self, answers: Sequence[tuple[Claim, Reply]]) -> list[Outcome]:
+        """`complete` for a batch, in one round trip (each one still its own atomic step)."""
+        k, lim, now = self.keys, self.limits, self._now()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for claim, reply in answers:
+                m = claim.message
+                keys = [
+                    *self._lease_keys(m.chat),
+                    k.context(m.chat, m.thread),
+                    k.outbox(m.chat),
+                    k.outbox_ready(k.partition(m.chat), m.chat.platform),
+                ]
+                args: list[str | int] = [
+                    str(m.chat),
+                    claim.token,
+                    m.message_id,
+                    reply.to_json(),
+                    now,
+                    lim.context_turns,
+                    lim.context_bytes,
+                    _ms(lim.context_ttl),
+                    m.text,
+                    reply.text,
+                ]
+                await self._scripts["COMPLETE"](keys=keys, args=args, client=pipe)
+            return [Outcome(r) for r in await pipe.execute()]
 
     async def fail(self, claim: Claim, error: str) -> Outcome:
         m, k, lim = claim.message, self.keys, self.limits

@@ -40,11 +40,12 @@ return 'queued'
 # leases are reclaimed first, in the same step, so a chat whose worker died becomes ready
 # exactly once and its head message (never removed) is answered by the next claimant.
 # The attempt count survives the lease, so a message that kills its worker every time
-# still reaches the dead-letter list. Returns a flat list: chat, message, attempts, ...
+# still reaches the dead-letter list. The context of the message's thread comes along (its
+# time to live refreshed). Returns a flat list: chat, message, attempts, context JSON, ...
 CLAIM = """
 local ready, leases = KEYS[1], KEYS[2]
-local now, lease_ms, max, token, prefix =
-  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local now, lease_ms, max, token, prefix, context_ttl =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
 for _, chat in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
   redis.call('ZREM', leases, chat)
   redis.call('HDEL', prefix .. chat .. ':lease', 'token')
@@ -58,16 +59,20 @@ for _, chat in ipairs(redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0
   local head = redis.call('LINDEX', prefix .. chat .. ':inbox', 0)
   if head then
     local lease = prefix .. chat .. ':lease'
-    local id = cjson.decode(head)['message_id']
+    local message = cjson.decode(head)
+    local id = message['message_id']
     local attempts = 1
     if redis.call('HGET', lease, 'msg') == id then
       attempts = tonumber(redis.call('HGET', lease, 'attempts') or '0') + 1
     end
     redis.call('HSET', lease, 'token', token, 'msg', id, 'attempts', attempts)
     redis.call('ZADD', leases, now + lease_ms, chat)
+    local context = prefix .. chat .. ':context:' .. message['thread']
+    redis.call('PEXPIRE', context, context_ttl)
     table.insert(out, chat)
     table.insert(out, head)
     table.insert(out, attempts)
+    table.insert(out, cjson.encode(redis.call('LRANGE', context, 0, -1)))
   end
 end
 return out

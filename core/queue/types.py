@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -48,6 +49,7 @@ class Claim:
     message: Incoming
     attempts: int
     token: str
+    context: tuple[str, ...] = ()  # the thread's recent turns when it was claimed
 
 
 class Store(Protocol):
@@ -57,11 +59,15 @@ class Store(Protocol):
 
     async def enqueue(self, message: Incoming) -> Enqueued: ...
 
+    async def enqueue_all(self, messages: Sequence[Incoming]) -> list[Enqueued]: ...
+
     async def claim(self, max_chats: int) -> list[Claim]: ...
 
     async def wait_for_work(self, timeout: float) -> None: ...
 
     async def complete(self, claim: Claim, reply: Reply) -> Outcome: ...
+
+    async def complete_all(self, answers: Sequence[tuple[Claim, Reply]]) -> list[Outcome]: ...
 
     async def fail(self, claim: Claim, error: str) -> Outcome: ...
 

@@ -89,17 +89,19 @@ class Worker:
         if not self._held:
             return 0
         claims = self._held
-        contexts = [
-            [*await self.store.context(c.message.chat, c.message.thread), c.message.text]
-            for c in claims
-        ]
+        contexts = [[*c.context, c.message.text] for c in claims]
         results = await self._answer(contexts)
         self.stats.batches += 1
+        answers = [
+            (c, Reply.to(c.message, r))
+            for c, r in zip(claims, results, strict=True)
+            if isinstance(r, str)
+        ]
+        outcomes = await self.store.complete_all(answers)
+        self.stats.answered += outcomes.count(Outcome.OK)
+        self.stats.lost += outcomes.count(Outcome.LOST)
         for claim, result in zip(claims, results, strict=True):
-            if isinstance(result, str):
-                outcome = await self.store.complete(claim, Reply.to(claim.message, result))
-                self.stats.answered += outcome == Outcome.OK
-            else:
+            if not isinstance(result, str):
                 log.error(
                     "responder failed on %s message %s (attempt %d): %r",
                     claim.message.chat,
@@ -107,17 +109,17 @@ class Worker:
                     claim.attempts,
                     result,
                 )
-                outcome = await self.store.fail(claim, repr(result))
                 self.stats.failed += 1
-            self.stats.lost += outcome == Outcome.LOST
-            self._held = self._held[1:]  # done with this one even if the store fails next
+                self.stats.lost += await self.store.fail(claim, repr(result)) == Outcome.LOST
+        self._held = []
         return len(claims)
 
     async def _claim_batch(self) -> list[Claim]:
         claims = await self.store.claim(self.batch_size)
         deadline = time.monotonic() + self.max_wait
-        # Micro-batching: a busy store fills the batch in a few milliseconds.
-        while claims and len(claims) < self.batch_size and time.monotonic() < deadline:
+        # Micro-batching: when several chats are active, more are likely a moment away; a
+        # lone message is answered at once.
+        while 1 < len(claims) < self.batch_size and time.monotonic() < deadline:
             await asyncio.sleep(self.max_wait / 5)
             claims += await self.store.claim(self.batch_size - len(claims))
         return claims

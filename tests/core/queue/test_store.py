@@ -175,3 +175,23 @@ async def test_ack_replies(store) -> None:  # type: ignore[no-untyped-def]
         await answer(store, claim)
     assert await store.ack_replies(A, 2) == 1
     assert [r.text for r in await store.replies(A)] == ["re question 2"]
+
+
+async def test_claim_brings_the_threads_context(store) -> None:  # type: ignore[no-untyped-def]
+    await store.enqueue(msg(A, 1, thread="t"))
+    (claim,) = await store.claim(10)
+    assert claim.context == ()
+    await answer(store, claim)
+    await store.enqueue(msg(A, 2, thread="t"))
+    await store.enqueue(msg(A, 3, thread="elsewhere"))
+    (claim,) = await store.claim(10)
+    assert claim.context == ("question 1", "re question 1")
+    await answer(store, claim)
+    (claim,) = await store.claim(10)
+    assert claim.context == ()
+
+
+async def test_enqueue_all_keeps_order_and_reports_each(store) -> None:  # type: ignore[no-untyped-def]
+    got = await store.enqueue_all([msg(A, 1), msg(A, 1), msg(B, 1), msg(A, 2)])
+    assert got == [Enqueued.QUEUED, Enqueued.DUPLICATE, Enqueued.QUEUED, Enqueued.QUEUED]
+    assert await store.backlog(A) == 2
