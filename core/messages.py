@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from enum import StrEnum
 from typing import Any
+
+
+def _dumps(message: Incoming | Reply) -> str:
+    # dataclasses.asdict deep-copies every field; this is the queue's hot path.
+    fields = {f.name: getattr(message, f.name) for f in dataclass_fields(message)}
+    fields["chat"] = {"platform": message.chat.platform, "chat": message.chat.chat}
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +63,7 @@ class Incoming:
     received_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return _dumps(self)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Incoming:
@@ -96,7 +104,7 @@ class Reply:
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return _dumps(self)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Reply:
