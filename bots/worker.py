@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 
+import redis.exceptions
+
 from bots.settings import Settings
 from core.errors import ConfigError
 from core.model.responder import Responder
@@ -38,6 +40,8 @@ async def serve_worker(settings: Settings, responder: Responder) -> None:
     log.info("worker started: batch %d, model %s", settings.worker_batch, settings.model)
     try:
         await worker.run(stop)
+    except redis.exceptions.AuthenticationError:
+        raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None
     finally:
         await store.close()
         log.info("worker stopped: %s", worker.stats)

@@ -11,12 +11,20 @@ import redis
 
 
 class RedisServer:
-    def __init__(self, folder: Path, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        appendonly: bool = False,
+        extra: list[str] | None = None,
+        password: str | None = None,
+    ) -> None:
         if not shutil.which("redis-server"):
             raise RuntimeError("redis-server is not installed (apt install redis-server)")
         self.folder = folder
         self.socket = folder / "redis.sock"
         self.appendonly = appendonly
+        self.extra = extra or []
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,11 +50,13 @@ class RedisServer:
                 "yes" if self.appendonly else "no",
                 "--appendfsync",
                 "always",
+                *(["--requirepass", self.password] if self.password else []),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(unix_socket_path=str(self.socket))
+        client = redis.Redis(unix_socket_path=str(self.socket), password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -66,6 +76,6 @@ class RedisServer:
         self.proc = None
 
     def flush(self) -> None:
-        client = redis.Redis(unix_socket_path=str(self.socket))
+        client = redis.Redis(unix_socket_path=str(self.socket), password=self.password)
         client.flushall()
         client.close()

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import redis.exceptions
+
 from core.messages import Reply
 from core.queue.types import Claim, Outcome, Store
 
@@ -20,19 +22,13 @@ log = logging.getLogger("parley.worker")
 
 Respond = Callable[[Sequence[Sequence[str]]], list[str]]
 
-# What counts as the store being unreachable: redis' connection and timeout errors, and
-# OSError for sockets. Anything else is a bug and propagates.
-try:
-    from redis.exceptions import ConnectionError as _RedisConnectionError
-    from redis.exceptions import TimeoutError as _RedisTimeoutError
-
-    STORE_DOWN: tuple[type[BaseException], ...] = (
-        _RedisConnectionError,
-        _RedisTimeoutError,
-        OSError,
-    )
-except ImportError:  # pragma: no cover
-    STORE_DOWN = (OSError,)
+# What counts as the store being unreachable, to wait out: redis' connection and timeout
+# errors, and OSError for sockets. Anything else is a bug and propagates.
+STORE_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
 
 
 @dataclass
@@ -74,6 +70,8 @@ class Worker:
                 if backoff:
                     log.warning("store reachable again; resuming")
                     backoff = 0.0
+            except redis.exceptions.AuthenticationError:
+                raise  # a wrong password does not heal by waiting
             except STORE_DOWN as exc:
                 if not backoff:  # once per outage, not once per retry
                     self.stats.outages += 1
