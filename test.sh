@@ -2,6 +2,18 @@
 # Install parley with its development tools into .venv if needed, lint, type-check, test.
 # Arguments go to pytest (e.g. ./test.sh -k decoding).
 source "$(dirname "$0")/scripts/venv.sh" dev
+
+# The queue tests start their own redis-server; TLS tests make certificates with openssl.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${missing[*]} (Debian packages) for the tests..." >&2
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
