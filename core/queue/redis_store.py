@@ -38,6 +38,7 @@ class RedisStore:
         self._claims = 0
         self._next_partition = 0
         self._pubsub: Any = None
+        self._woken: int | None = None  # partition of the chat whose wake-up we received
 
     @classmethod
     def from_url(
@@ -106,8 +107,18 @@ class RedisStore:
 
     async def claim(self, max_chats: int) -> list[Claim]:
         """Lease the head messages of up to `max_chats` ready chats, oldest-ready first."""
-        k, now = self.keys, self._now()
-        # One round trip finds the partitions with work; the start rotates for fairness.
+        now = self._now()
+        woken, self._woken = self._woken, None
+        if woken is not None:
+            # Just woken by a chat becoming ready: its partition is where the work is.
+            claims = await self._claim_in([woken], max_chats, now)
+            if claims:
+                return claims
+        return await self._claim_in(await self._busy_partitions(now), max_chats, now)
+
+    async def _busy_partitions(self, now: int) -> list[int]:
+        """One round trip finds the partitions with work; the start rotates for fairness."""
+        k = self.keys
         order = [(self._next_partition + i) % k.partitions for i in range(k.partitions)]
         self._next_partition = (self._next_partition + 1) % k.partitions
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -115,9 +126,12 @@ class RedisStore:
                 pipe.zrangebyscore(k.ready(p), "-inf", now, start=0, num=1)
                 pipe.zrangebyscore(k.leases(p), "-inf", now, start=0, num=1)
             peek = await pipe.execute()
-        busy = [p for i, p in enumerate(order) if peek[2 * i] or peek[2 * i + 1]]
+        return [p for i, p in enumerate(order) if peek[2 * i] or peek[2 * i + 1]]
+
+    async def _claim_in(self, partitions: list[int], max_chats: int, now: int) -> list[Claim]:
+        k = self.keys
         claims: list[Claim] = []
-        for p in busy:
+        for p in partitions:
             if len(claims) >= max_chats:
                 break
             self._claims += 1
@@ -146,7 +160,9 @@ class RedisStore:
             if self._pubsub is None:
                 self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(self.keys.wake)
-            await self._pubsub.get_message(timeout=timeout)
+            wake = await self._pubsub.get_message(timeout=timeout)
+            if wake is not None:
+                self._woken = self.keys.partition(ChatKey.parse(wake["data"]))
         except BaseException:
             pubsub, self._pubsub = self._pubsub, None  # subscribe afresh next time
             if pubsub is not None:
