@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="perplexity and reply metrics on the held-out test split")
     ev.add_argument("model", type=Path)
-    ev.add_argument("--max-examples", type=int, default=2000, help="test examples for perplexity")
+    ev.add_argument(
+        "--max-examples", type=int, default=None, help="test examples for perplexity (default: all)"
+    )
     ev.add_argument("--generate", type=int, default=500, help="test contexts to answer")
     _decode_args(ev)
 

@@ -46,7 +46,8 @@ class ModelConfig:
 class DecodeOptions:
     """How replies are generated."""
 
-    method: DecodeMethod = "beam"
+    # Sampling by default: beam search at this model size favours very short, bland replies.
+    method: DecodeMethod = "sample"
     beam_width: int = 4
     length_penalty: float = 0.6  # GNMT's alpha; 0 ranks beams by raw log-probability
     temperature: float = 0.8

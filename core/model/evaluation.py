@@ -20,7 +20,7 @@ EVAL_FILE = "eval.json"
 def evaluate(
     directory: Path,
     responder: Responder | None = None,
-    max_examples: int = 2000,
+    max_examples: int | None = None,
     max_generated: int = 500,
     samples: int = 6,
 ) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def evaluate(
     )
     if not test:
         raise ValueError(f"{directory}: the test split has no examples")
-    encoded = encode_examples(responder.tokenizer, test[:max_examples], config)
+    encoded = encode_examples(responder.tokenizer, test[:max_examples], config)  # None: all
     loss = mean_loss(make_eval_step(responder.model), encoded)
     generated = test[:max_generated]
     started = time.perf_counter()

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from core.errors import ParleyError, TrainingInterrupted
 from core.model import artifact
-from core.model.batches import bucketed, by_length, make_batch
+from core.model.batches import Encoded, bucketed, by_length, make_batch
 from core.model.tokenizer import PAD
 
 CHECKPOINTS = "checkpoints"
@@ -84,11 +84,11 @@ def make_eval_step(model):
 
 
 def mean_loss(step, data, batch_size=128, limit=None):
-    """Average per-token negative log-likelihood over `data`."""
+    """Average per-token negative log-likelihood over `data` (its first `limit` examples)."""
+    if limit is not None:
+        data = Encoded(data.sources[:limit], data.targets[:limit])
     total, count = 0.0, 0
-    for i, index in enumerate(by_length(data, batch_size)):
-        if limit is not None and i * batch_size >= limit:
-            break
+    for index in by_length(data, batch_size):
         loss_sum, n = step(*make_batch(data, index))
         total += float(loss_sum)
         count += int(n)
@@ -260,7 +260,12 @@ class Trainer:
         self.state["epoch"] = epoch + 1
         self.state["batch"] = 0
         artifact.save_history(self.dir, self.state["history"])
-        plot_losses(self.state["history"], self.dir / "loss.png")
+        sampled = 0 < self.model.config.sampled_softmax < self.model.config.vocab_size
+        plot_losses(
+            self.state["history"],
+            self.dir / "loss.png",
+            "train (sampled softmax)" if sampled else "train",
+        )
         if self.opts.verbose:
             print(
                 f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss "
@@ -272,7 +277,7 @@ class Trainer:
         return True
 
 
-def plot_losses(history, path):
+def plot_losses(history, path, train_label="train"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,7 +285,7 @@ def plot_losses(history, path):
 
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label=train_label)
     ax.plot(epochs, [h["valid_loss"] for h in history], "s-", label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy per token")
