@@ -40,7 +40,8 @@ def evaluate(
     loss = mean_loss(make_eval_step(responder.model), encoded)
     generated = test[:max_generated]
     started = time.perf_counter()
-    replies = responder.reply([ex.context for ex in generated])
+    # A fixed seed, so that the figures of a sampling model repeat from run to run.
+    replies = responder.reply([ex.context for ex in generated], seed=responder.options.seed or 1)
     seconds = time.perf_counter() - started
     references = [ex.reply for ex in generated]
     result = {
@@ -57,9 +58,11 @@ def evaluate(
         "reference_average_length": metrics.average_length(references),
         "bleu_2": metrics.bleu2(replies, references),
         "replies_per_second": len(replies) / seconds,
-        "samples": [
+        "samples": [  # spread over the test conversations
             {"context": list(ex.context), "reference": ex.reply, "reply": reply}
-            for ex, reply in list(zip(generated, replies, strict=True))[:samples]
+            for ex, reply in list(zip(generated, replies, strict=True))[
+                :: max(1, len(generated) // samples)
+            ][:samples]
         ],
     }
     (directory / EVAL_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False))
