@@ -30,12 +30,14 @@ class Responder:
         meta: artifact.ModelMeta,
         options: DecodeOptions | None = None,
         max_batch: int = 64,
+        jit: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
         self.options = options or meta.decoding
         self.max_batch = max_batch
+        self.jit = jit  # XLA: several times faster per token on a CPU; see `_padded`
         self._decoders: dict[tuple[int, int, float, int], Any] = {}
         self._content_mask = tokenizer.content_mask()
         self._lock = threading.Lock()
@@ -61,8 +63,19 @@ class Responder:
             options.min_length,
         )
         if key not in self._decoders:
-            self._decoders[key] = Decoder(self.model, self._content_mask, options)
+            self._decoders[key] = Decoder(self.model, self._content_mask, options, self.jit)
         return self._decoders[key]
+
+    def _padded(self, source: np.ndarray) -> np.ndarray:
+        """With XLA, each input shape compiles once: round rows up to a power of two and
+        columns to a multiple of 16, so a few shapes serve every batch."""
+        if not self.jit:
+            return source
+        rows, cols = source.shape
+        out = np.full((1 << (rows - 1).bit_length(), -(-cols // 16) * 16), PAD, np.int32)
+        out[:rows, :cols] = source
+        out[rows:, 0] = EOS  # filler rows: a one-token context
+        return out
 
     def encode(self, contexts: Sequence[Sequence[str]]) -> np.ndarray:
         config = self.meta.config
@@ -79,7 +92,7 @@ class Responder:
         import tensorflow as tf
 
         decoder = self.decoder(options)
-        src = tf.constant(source)
+        src = tf.constant(self._padded(source))
         length = tf.constant(options.max_length, tf.int32)
         with self._lock:
             if options.method == "greedy":
@@ -94,7 +107,7 @@ class Responder:
                     tf.constant(options.top_p, tf.float32),
                     tf.constant(options.seed or self._rng.integers(1, 2**31 - 1), tf.int32),
                 )
-        return out.numpy()
+        return out.numpy()[: len(source)]
 
     def ids_to_text(self, row: np.ndarray) -> str:
         ids = [int(i) for i in row]

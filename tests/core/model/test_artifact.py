@@ -40,7 +40,10 @@ def test_directory_holds_everything(tiny_model: Path) -> None:
 def test_reload_gives_the_same_replies(tiny_model: Path, tiny_responder: Responder) -> None:
     again = Responder.load(tiny_model)
     contexts = [["how is the weather"], ["what did you eat"]]
-    assert again.reply(contexts) == tiny_responder.reply(contexts)
+    for method in ("greedy", "beam"):
+        assert again.reply(contexts, method=method) == tiny_responder.reply(contexts, method=method)
+    same_seed = {"method": "sample", "seed": 3}
+    assert again.reply(contexts, **same_seed) == tiny_responder.reply(contexts, **same_seed)
 
 
 def test_other_version_is_refused(model_copy: Path) -> None:

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_tiny_chinese_model_answers_in_chinese(tmp_path: Path) -> None:
-    from core.model.config import ModelConfig
+    from core.model.config import ModelConfig, TrainOptions
     from core.model.responder import Responder
-    from core.model.training import TrainOptions, train
+    from core.model.training import train
 
     out = tmp_path / "zh"
     config = ModelConfig(
