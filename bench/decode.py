@@ -54,13 +54,19 @@ def main() -> int:
             "1x",
         )
     )
-    for method, width in (("greedy", 1), ("beam", 4)):
+    for method, width in (("greedy", 1), ("beam", 4), ("sample", 1)):
         opts = DecodeOptions(
-            method=method, beam_width=width, max_length=args.length, min_length=args.length
+            method=method,
+            beam_width=width,
+            max_length=args.length,
+            min_length=args.length,
+            seed=1,
         )
         b1 = timings(lambda o=opts: responder.generate_ids(one, o), args.repeat)
         b32 = timings(lambda o=opts: responder.generate_ids(many, o), max(5, args.repeat // 3))
-        label = f"parley {method}" + (f" (width {width})" if method == "beam" else "")
+        label = f"parley {method}" + {"beam": f" (width {width})", "sample": " (top-p 0.9)"}.get(
+            method, ""
+        )
         rows.append(
             (
                 label,
