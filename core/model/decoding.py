@@ -14,6 +14,7 @@ import tensorflow as tf
 from core.model.tokenizer import BOS, EOS, PAD, SEP, UNK
 
 NEG_INF = -1e9
+SAMPLE_CANDIDATES = 256
 
 
 class Decoder(tf.Module):
@@ -122,23 +123,22 @@ class Decoder(tf.Module):
         return self._search(source, max_length, choose)
 
     def _sample(self, source, max_length, temperature, top_p, seed):
-        """Top-p (nucleus) sampling with temperature; the same seed gives the same replies."""
+        """Top-p (nucleus) sampling with temperature; the same seed gives the same replies.
+
+        The nucleus is taken among the `SAMPLE_CANDIDATES` most likely tokens: sorting the
+        whole vocabulary every step costs more than the rest of the step on a CPU.
+        """
+        k = min(SAMPLE_CANDIDATES, self.vocab)
 
         def choose(log_probs, t):
-            logits = log_probs / temperature
-            ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
-            before = tf.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)
-            # The smallest logit still inside the nucleus; the top token always is.
-            cutoff = tf.reduce_min(tf.where(before < top_p, ordered, -NEG_INF), axis=-1)
-            logits = tf.where(logits < cutoff[:, None], NEG_INF, logits)
-            draw = tf.random.stateless_categorical(
-                logits, 1, seed=tf.stack([seed, t]), dtype=tf.int32
-            )
-            return draw[:, 0]
+            top, ids = tf.math.top_k(log_probs / temperature, k=k)  # sorted, descending
+            before = tf.cumsum(tf.nn.softmax(top), axis=-1, exclusive=True)
+            # Keep a candidate while the mass before it is under top_p: the first always is.
+            top = tf.where(before < top_p, top, NEG_INF)
+            pick = tf.random.stateless_categorical(top, 1, seed=tf.stack([seed, t]), dtype=tf.int32)
+            return tf.gather(ids, pick, batch_dims=1)[:, 0]
 
         return self._search(source, max_length, choose)
-
-    # -- beam search -------------------------------------------------------------------------
 
     def _beam(self, source, max_length):
         """Beam search; the finished beam with the best length-normalised score wins."""
