@@ -100,6 +100,7 @@ async def through(
     keys = [ChatKey("bench", f"c{i}") for i in range(chats)]
     procs = workers(server.url, n_workers, cmd)
     # Wait until every worker is up and idle (it answers a probe), then fill the inbox.
+    # A model worker compiles its decoder for its batch sizes before it answers.
     probes = [ChatKey("bench", f"probe{i}") for i in range(n_workers)]
     await store.enqueue_all([Incoming(p, "b", "hello", "probe") for p in probes])
     while await answered(store, probes) < n_workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 import redis.exceptions
 
@@ -26,6 +27,9 @@ def require_redis(settings: Settings) -> None:
 
 async def serve_worker(settings: Settings, responder: Responder) -> None:
     require_redis(settings)
+    started = time.monotonic()
+    await asyncio.to_thread(responder.compile_shapes, [1, settings.worker_batch])
+    log.info("decoder compiled in %.1f s", time.monotonic() - started)
     store = settings.store()
     worker = Worker(
         store,

@@ -53,6 +53,14 @@ class Responder:
             responder.reply([["hello"]])
         return responder
 
+    def compile_shapes(self, batch_sizes: Sequence[int]) -> None:
+        """Compile the decoder for these batch sizes at every context length now, so that
+        no user waits for XLA (a second or two per new shape) later."""
+        longest = self.meta.config.max_context_tokens
+        for rows in batch_sizes:
+            for cols in range(16, max(longest, 16) + 1, 16):
+                self.generate_ids(np.full((rows, cols), EOS, np.int32), self.options)
+
     def decoder(self, options: DecodeOptions) -> Any:
         from core.model.decoding import Decoder
 
