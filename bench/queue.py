@@ -148,7 +148,12 @@ def model_rate(model: Path, batch: int = 32, repeat: int = 5) -> float:
     from core.model.responder import Responder
 
     responder = Responder.load(model)
-    contexts = [[f"question number {i}, how are you?"] for i in range(batch)]
+    # Contexts like the worker's: the question, an answer, and the next question.
+    answer = "I'm doing well! I just got back from work, what about you?"
+    contexts = [
+        [f"how are you doing today {i}", answer, f"how are you doing today {i + 1}"]
+        for i in range(batch)
+    ]
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
