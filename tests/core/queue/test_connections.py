@@ -14,6 +14,7 @@ import redis
 from core.messages import ChatKey, Incoming
 from core.queue.redis_store import RedisStore
 from core.queue.worker import Worker
+from tests.core.queue.helpers import until_answered
 from tests.redis_server import RedisServer
 
 
@@ -139,11 +140,7 @@ async def test_worker_waits_for_redis_and_logs_the_outage_once(
         server.start()
         try:
             await store.enqueue(Incoming(ChatKey("web", "late"), "ann", "hi", "1"))
-            for _ in range(100):
-                if worker.stats.answered:
-                    break
-                await asyncio.sleep(0.1)
-            assert worker.stats.answered == 1
+            await until_answered(worker, 1)
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)

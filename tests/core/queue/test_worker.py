@@ -17,6 +17,7 @@ from core.queue.memory_store import MemoryStore
 from core.queue.redis_store import RedisStore
 from core.queue.types import Limits, Outcome
 from core.queue.worker import Worker
+from tests.core.queue.helpers import until_answered
 from tests.redis_server import RedisServer
 
 LIMITS = Limits(backlog=100_000, sender_rate=0, retry_delay=0)
@@ -236,11 +237,7 @@ async def test_idle_worker_is_woken_by_new_work(kind: str, redis_server) -> None
     task = asyncio.create_task(worker.run(stop))
     await asyncio.sleep(0.3)  # the worker is idle, waiting
     await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "hello?", "x1"))
-    for _ in range(100):
-        if worker.stats.answered:
-            break
-        await asyncio.sleep(0.1)
-    assert worker.stats.answered == 1
+    await until_answered(worker, 1)
     stop.set()
     await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "bye", "x2"))  # wakes it to stop
     await asyncio.wait_for(task, 10)
