@@ -20,8 +20,7 @@ log = logging.getLogger("parley.worker")
 def require_redis(settings: Settings) -> None:
     if settings.redis_url is None:
         raise ConfigError(
-            "PARLEY_REDIS_URL is not set: a separate worker process shares its queue through "
-            "Redis (without Redis, the web chat runs its own worker in-process)"
+            "PARLEY_REDIS_URL is not set: worker processes share their queue through Redis"
         )
 
 
