@@ -17,6 +17,12 @@ def _dumps(message: Incoming | Reply) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
+def _loads(data: str | bytes) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(data)
+    raw["chat"] = ChatKey(**raw["chat"])
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class ChatKey:
     """One conversation place: a Telegram group, a Slack channel, a web room.
@@ -67,9 +73,7 @@ class Incoming:
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Incoming:
-        raw: dict[str, Any] = json.loads(data)
-        raw["chat"] = ChatKey(**raw["chat"])
-        return cls(**raw)
+        return cls(**_loads(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,6 @@ class Reply:
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Reply:
-        raw: dict[str, Any] = json.loads(data)
-        raw["chat"] = ChatKey(**raw["chat"])
+        raw = _loads(data)
         raw["kind"] = ReplyKind(raw["kind"])
         return cls(**raw)
