@@ -7,10 +7,11 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 from bots.settings import BUNDLED_MODEL, load_settings
 from core.errors import ParleyError, TrainingInterrupted
-from core.model.config import ModelConfig, TrainOptions
+from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
 
 # `parley train` options, named as the fields they set.
@@ -50,7 +51,7 @@ Settings come from PARLEY_* environment variables or a .env file (see .env.examp
 def _decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
-        choices=["greedy", "beam", "sample"],
+        choices=get_args(DecodeMethod),
         help="decoding method (default: the model's, usually beam)",
     )
     p.add_argument("--beam-width", type=int, help="beams for --method beam")

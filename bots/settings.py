@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.model.config import DecodeMethod
 from core.queue.keys import Keys
 from core.queue.memory_store import MemoryStore
 from core.queue.redis_store import RedisStore
@@ -26,7 +27,7 @@ class Settings(BaseSettings):
     )
 
     model: Path = Field(BUNDLED_MODEL, description="model directory to answer with")
-    decoding: Literal["greedy", "beam", "sample"] | None = Field(
+    decoding: DecodeMethod | None = Field(
         None, description="decoding method; empty = the model's default"
     )
     beam_width: int | None = Field(None, ge=1, le=16)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from core.errors import ModelFormatError
 
@@ -58,7 +58,7 @@ class DecodeOptions:
     seed: int = 0  # for sampling: 0 draws a fresh seed per call, any other value repeats
 
     def __post_init__(self) -> None:
-        if self.method not in ("greedy", "beam", "sample"):
+        if self.method not in get_args(DecodeMethod):
             raise ValueError(f"decoding method must be greedy, beam or sample, not {self.method!r}")
         if self.beam_width < 1 or self.max_length < 1 or self.min_length < 1:
             raise ValueError("beam width, max length and min length must be at least 1")
