@@ -28,7 +28,7 @@ import numpy as np
 from bench.common import DEFAULT_MODEL, REPO, machine, pct, table
 from core.messages import ChatKey, Incoming
 from core.queue.redis_store import RedisStore
-from core.queue.types import Limits
+from core.queue.types import Limits, SendLimits
 from tests.redis_server import RedisServer
 
 LIMITS = Limits(backlog=100_000, sender_rate=0)
@@ -135,7 +135,7 @@ async def overhead(server: RedisServer, samples: int = 400) -> list[float]:
         while not await store.replies(chat):
             pass
         elapsed = time.perf_counter() - start
-        await store.ack_replies(chat, 1)
+        await store.finish_replies(chat, [f"o{n}"], 1, SendLimits())
         if n >= 20:  # warm-up
             out.append(elapsed)
         await asyncio.sleep(0.002)  # the worker goes back to waiting for work

@@ -36,6 +36,10 @@ class Keys:
         """Pub/sub channel on which a chat that becomes ready wakes idle workers."""
         return f"{self.prefix}:wake"
 
+    def outbox_wake(self, platform: str) -> str:
+        """Pub/sub channel on which a chat with a first unsent reply wakes that platform's senders."""
+        return f"{self.prefix}:outbox-wake:{platform}"
+
     # per partition
     def ready(self, partition: int) -> str:
         """ZSET chat -> time from which it may be claimed; the oldest is served first."""
@@ -67,6 +71,10 @@ class Keys:
 
     def outbox(self, chat: ChatKey) -> str:
         return f"{self._chat(chat)}:outbox"
+
+    def sent(self, chat: ChatKey) -> str:
+        """ZSET of messages sent to the chat within the platform's rate window (score: ms)."""
+        return f"{self._chat(chat)}:sent"
 
     def rate(self, chat: ChatKey, sender: str) -> str:
         return f"{self._chat(chat)}:rate:{sender}"

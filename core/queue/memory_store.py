@@ -16,13 +16,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
-from core.queue.types import BUSY_TEXT, FAILED_TEXT, Claim, Enqueued, Limits, Outcome
+from core.queue.types import (
+    BUSY_TEXT,
+    FAILED_TEXT,
+    Claim,
+    Enqueued,
+    Limits,
+    Outcome,
+    Pending,
+    SendLimits,
+)
 
 
 @dataclass
 class _Chat:
     inbox: deque[Incoming] = field(default_factory=deque)
     outbox: deque[Reply] = field(default_factory=deque)
+    sent: list[float] = field(default_factory=list)  # send times within the rate window
     seen: dict[str, float] = field(default_factory=dict)
     rates: dict[str, tuple[int, float]] = field(default_factory=dict)  # sender: (count, until)
     contexts: dict[str, tuple[list[str], float]] = field(
@@ -41,6 +51,8 @@ class MemoryStore:
         self.limits = limits or Limits()
         self._chats: dict[ChatKey, _Chat] = {}
         self._ready: dict[ChatKey, float] = {}
+        self._outbox_due: dict[ChatKey, float] = {}  # chats with unsent replies: due time
+        self._outbox_wake: dict[str, asyncio.Event] = {}
         self._dead: list[dict[str, object]] = []
         self._lock = threading.Lock()
         self._tokens = itertools.count(1)
@@ -75,7 +87,7 @@ class MemoryStore:
                     return Enqueued.RATE_LIMITED
             if len(chat.inbox) >= lim.backlog:
                 busy = BUSY_TEXT.format(backlog=lim.backlog)
-                chat.outbox.append(Reply.to(message, busy, ReplyKind.BUSY))
+                self._push_reply(chat, Reply.to(message, busy, ReplyKind.BUSY), now)
                 return Enqueued.BUSY
             chat.inbox.append(message)
             if chat.token is None:
@@ -88,9 +100,7 @@ class MemoryStore:
         """Return when a chat becomes ready or after `timeout`."""
         if self._wake is None:
             self._wake = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+        await _wait(self._wake, timeout)
 
     async def claim(self, max_chats: int) -> list[Claim]:
         now = time.time()
@@ -140,7 +150,7 @@ class MemoryStore:
                 return Outcome.LOST
             chat.inbox.popleft()
             chat.lease_msg, chat.attempts = None, 0
-            chat.outbox.append(reply)
+            self._push_reply(chat, reply, now)
             turns = [*self._live_context(chat, m.thread, now), m.text, reply.text]
             turns = turns[-lim.context_turns :]
             while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
@@ -166,7 +176,7 @@ class MemoryStore:
                         "at": int(now * 1000),
                     }
                 )
-                chat.outbox.append(Reply.to(m, FAILED_TEXT, ReplyKind.FAILED))
+                self._push_reply(chat, Reply.to(m, FAILED_TEXT, ReplyKind.FAILED), now)
                 self._unlease(m.chat, chat, now)
                 return Outcome.DEAD
             self._unlease(m.chat, chat, now + self.limits.retry_delay)
@@ -198,16 +208,75 @@ class MemoryStore:
         with self._lock:
             self._chat(chat).contexts.pop(thread, None)
 
+    # -- egress ---------------------------------------------------------------------------
+
+    def _push_reply(self, chat: _Chat, reply: Reply, now: float) -> None:
+        chat.outbox.append(reply)
+        if reply.chat not in self._outbox_due:
+            self._outbox_due[reply.chat] = now
+            wake = self._outbox_wake.get(reply.chat.platform)
+            if wake is not None:
+                wake.set()
+
+    async def post(self, reply: Reply) -> None:
+        with self._lock:
+            self._push_reply(self._chat(reply.chat), reply, time.time())
+
+    async def claim_replies(
+        self, platform: str, max_chats: int, max_replies: int, limits: SendLimits
+    ) -> list[Pending]:
+        now = time.time()
+        with self._lock:
+            due = sorted(
+                (at, i, key)
+                for i, (key, at) in enumerate(self._outbox_due.items())
+                if at <= now and key.platform == platform
+            )
+            pending = []
+            for _, _, key in due[:max_chats]:
+                chat = self._chats[key]
+                chat.sent = [t for t in chat.sent if t > now - limits.window]
+                self._outbox_due[key] = now + limits.lease
+                replies = tuple(itertools.islice(chat.outbox, max_replies))
+                pending.append(Pending(key, replies, len(chat.sent)))
+            return pending
+
+    async def finish_replies(
+        self,
+        chat: ChatKey,
+        sent: Sequence[str],
+        messages: int,
+        limits: SendLimits,
+        retry_at: float = 0.0,
+    ) -> int:
+        now = time.time()
+        with self._lock:
+            state = self._chat(chat)
+            for reply_id in sent:
+                if not state.outbox or state.outbox[0].in_reply_to != reply_id:
+                    break
+                state.outbox.popleft()
+            state.sent = [t for t in state.sent if t > now - limits.window] + [now] * messages
+            if not state.outbox:
+                self._outbox_due.pop(chat, None)
+                return 0
+            due = max(now, retry_at)
+            if 0 < limits.per_chat <= len(state.sent):
+                due = max(due, state.sent[-limits.per_chat] + limits.window)
+            self._outbox_due[chat] = due
+            return len(state.outbox)
+
+    async def wait_for_replies(self, platform: str, timeout: float) -> None:
+        await _wait(self._outbox_wake.setdefault(platform, asyncio.Event()), timeout)
+
     async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]:
         with self._lock:
             return list(itertools.islice(self._chat(chat).outbox, limit))
 
-    async def ack_replies(self, chat: ChatKey, count: int) -> int:
+    async def depth(self, platform: str) -> tuple[int, int]:
         with self._lock:
-            outbox = self._chat(chat).outbox
-            for _ in range(min(count, len(outbox))):
-                outbox.popleft()
-            return len(outbox)
+            busy = sum(1 for c in self._chats.values() if c.inbox)
+            return busy, sum(1 for key in self._outbox_due if key.platform == platform)
 
     async def backlog(self, chat: ChatKey) -> int:
         with self._lock:
@@ -216,3 +285,9 @@ class MemoryStore:
     async def dead_letters(self) -> list[dict[str, object]]:
         with self._lock:
             return list(self._dead)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()

@@ -14,7 +14,16 @@ import redis.asyncio as aioredis
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
 from core.queue import scripts
 from core.queue.keys import Keys
-from core.queue.types import BUSY_TEXT, FAILED_TEXT, Claim, Enqueued, Limits, Outcome
+from core.queue.types import (
+    BUSY_TEXT,
+    FAILED_TEXT,
+    Claim,
+    Enqueued,
+    Limits,
+    Outcome,
+    Pending,
+    SendLimits,
+)
 
 
 def _ms(seconds: float) -> int:
@@ -32,12 +41,22 @@ class RedisStore:
         self.keys = keys or Keys()
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("ENQUEUE", "CLAIM", "COMPLETE", "FAIL", "RELEASE", "ACK_REPLIES")
+            for name in (
+                "ENQUEUE",
+                "CLAIM",
+                "COMPLETE",
+                "FAIL",
+                "RELEASE",
+                "POST",
+                "CLAIM_REPLIES",
+                "FINISH_REPLIES",
+            )
         }
         self._worker = secrets.token_hex(6)
         self._claims = 0
         self._next_partition = 0
-        self._pubsub: Any = None
+        self._next_outbox = 0
+        self._pubsubs: dict[str, Any] = {}  # channel: subscription
         self._woken: int | None = None  # partition of the chat whose wake-up we received
 
     @classmethod
@@ -54,8 +73,9 @@ class RedisStore:
         return cls(aioredis.Redis(connection_pool=pool), limits, keys)
 
     async def close(self) -> None:
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        for pubsub in self._pubsubs.values():
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
         await self.redis.aclose()
 
     def _now(self) -> int:
@@ -99,6 +119,7 @@ class RedisStore:
                     busy.to_json(),
                     lim.dedup_ids,
                     k.wake,
+                    k.outbox_wake(m.chat.platform),
                 ]
                 await self._scripts["ENQUEUE"](keys=keys, args=args, client=pipe)
             return [Enqueued(r) for r in await pipe.execute()]
@@ -156,15 +177,22 @@ class RedisStore:
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a chat becomes ready (published by `enqueue`) or after `timeout`."""
+        chat = await self._wait_on(self.keys.wake, timeout)
+        if chat is not None:
+            self._woken = self.keys.partition(ChatKey.parse(chat))
+
+    async def _wait_on(self, channel: str, timeout: float) -> str | None:
+        """The next message published on `channel` within `timeout`, if any."""
+        pubsub = self._pubsubs.get(channel)
         try:
-            if self._pubsub is None:
-                self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(self.keys.wake)
-            wake = await self._pubsub.get_message(timeout=timeout)
-            if wake is not None:
-                self._woken = self.keys.partition(ChatKey.parse(wake["data"]))
+            if pubsub is None:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsubs[channel] = pubsub
+                await pubsub.subscribe(channel)
+            message = await pubsub.get_message(timeout=timeout)
+            return None if message is None else str(message["data"])
         except BaseException:
-            pubsub, self._pubsub = self._pubsub, None  # subscribe afresh next time
+            self._pubsubs.pop(channel, None)  # subscribe afresh next time
             if pubsub is not None:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -200,6 +228,7 @@ class RedisStore:
                     lim.context_turns,
                     lim.context_bytes,
                     _ms(lim.context_ttl),
+                    k.outbox_wake(m.chat.platform),
                     m.text,
                     reply.text,
                 ]
@@ -227,6 +256,7 @@ class RedisStore:
                 error[:2000],
                 _ms(lim.retry_delay),
                 apology.to_json(),
+                k.outbox_wake(m.chat.platform),
             ],
         )
         return Outcome(result)
@@ -253,23 +283,103 @@ class RedisStore:
     async def reset(self, chat: ChatKey, thread: str = "") -> None:
         await self.redis.delete(self.keys.context(chat, thread))
 
-    # -- egress and inspection ----------------------------------------------------------
+    # -- egress ---------------------------------------------------------------------------
+
+    def _outbox_keys(self, chat: ChatKey) -> list[str]:
+        k = self.keys
+        return [k.outbox(chat), k.outbox_ready(k.partition(chat), chat.platform)]
+
+    async def post(self, reply: Reply) -> None:
+        """Send `reply` after the chat's pending replies (an adapter's own answer)."""
+        chat = reply.chat
+        await self._run(
+            "POST",
+            self._outbox_keys(chat),
+            [str(chat), reply.to_json(), self._now(), self.keys.outbox_wake(chat.platform)],
+        )
+
+    async def claim_replies(
+        self, platform: str, max_chats: int, max_replies: int, limits: SendLimits
+    ) -> list[Pending]:
+        """Lease up to `max_chats` chats whose replies are due, with up to `max_replies` each."""
+        k, now = self.keys, self._now()
+        order = [(self._next_outbox + i) % k.partitions for i in range(k.partitions)]
+        self._next_outbox = (self._next_outbox + 1) % k.partitions
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in order:
+                pipe.zrangebyscore(k.outbox_ready(p, platform), "-inf", now, start=0, num=1)
+            peek = await pipe.execute()
+        pending: list[Pending] = []
+        for p, due in zip(order, peek, strict=True):
+            if not due or len(pending) >= max_chats:
+                continue
+            raw = await self._run(
+                "CLAIM_REPLIES",
+                [k.outbox_ready(p, platform)],
+                [
+                    now,
+                    _ms(limits.lease),
+                    max_chats - len(pending),
+                    max_replies,
+                    k.chat_prefix(p),
+                    _ms(limits.window),
+                ],
+            )
+            for i in range(0, len(raw), 3):
+                replies = tuple(Reply.from_json(r) for r in json.loads(raw[i + 2]))
+                pending.append(Pending(ChatKey.parse(raw[i]), replies, int(raw[i + 1])))
+        return pending
+
+    async def finish_replies(
+        self,
+        chat: ChatKey,
+        sent: Sequence[str],
+        messages: int,
+        limits: SendLimits,
+        retry_at: float = 0.0,
+    ) -> int:
+        """Drop the replies the platform accepted (by `in_reply_to`), count the `messages`
+        that carried them against the rate limit, and hand the chat back, due when the limit
+        and `retry_at` (epoch seconds) allow. Returns how many replies are left."""
+        self._claims += 1
+        return int(
+            await self._run(
+                "FINISH_REPLIES",
+                [*self._outbox_keys(chat), self.keys.sent(chat)],
+                [
+                    str(chat),
+                    self._now(),
+                    messages,
+                    _ms(limits.window),
+                    limits.per_chat,
+                    _ms(retry_at),
+                    f"{self._worker}:{self._claims}",
+                    *sent,
+                ],
+            )
+        )
+
+    async def wait_for_replies(self, platform: str, timeout: float) -> None:
+        """Return when a chat gets a first unsent reply for `platform`, or after `timeout`."""
+        await self._wait_on(self.keys.outbox_wake(platform), timeout)
 
     async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]:
-        """The chat's unsent replies, in order (they stay until acknowledged)."""
+        """The chat's unsent replies, in order (they stay until a sender finishes them)."""
         raw = await self.redis.lrange(self.keys.outbox(chat), 0, limit - 1)
         return [Reply.from_json(r) for r in raw]
 
-    async def ack_replies(self, chat: ChatKey, count: int) -> int:
-        """Drop the first `count` replies once the platform accepted them; returns what is left."""
+    async def depth(self, platform: str) -> tuple[int, int]:
+        """Chats waiting for a worker (any platform), and `platform`'s chats with unsent replies."""
         k = self.keys
-        return int(
-            await self._run(
-                "ACK_REPLIES",
-                [k.outbox(chat), k.outbox_ready(k.partition(chat), chat.platform)],
-                [str(chat), count],
-            )
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.zcard(k.ready(p))
+                pipe.zcard(k.leases(p))
+                pipe.zcard(k.outbox_ready(p, platform))
+            counts = await pipe.execute()
+        return sum(counts[0::3]) + sum(counts[1::3]), sum(counts[2::3])
+
+    # -- inspection ---------------------------------------------------------------------------
 
     async def backlog(self, chat: ChatKey) -> int:
         return int(await self.redis.llen(self.keys.inbox(chat)))

@@ -14,6 +14,7 @@ local chat, id, payload = ARGV[1], ARGV[2], ARGV[3]
 local now, backlog, dedup_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local rate_limit, rate_ms, busy, seen_cap, wake =
   tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), ARGV[11]
+-- ARGV[12]: the channel that wakes the platform's senders
 if redis.call('ZSCORE', seen, id) then return 'duplicate' end
 redis.call('ZADD', seen, now, id)
 redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - dedup_ms)
@@ -26,7 +27,9 @@ if rate_limit > 0 then
 end
 if redis.call('LLEN', inbox) >= backlog then
   redis.call('RPUSH', outbox, busy)
-  redis.call('ZADD', outbox_ready, 'NX', now, chat)
+  if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
+    redis.call('PUBLISH', ARGV[12], chat)
+  end
   return 'busy'
 end
 redis.call('RPUSH', inbox, payload)
@@ -86,6 +89,7 @@ local inbox, lease, leases, ready, context, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, token, id, reply, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local max_turns, max_bytes, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local outbox_wake = ARGV[9]
 if redis.call('HGET', lease, 'token') ~= token then return 'lost' end
 local head = redis.call('LINDEX', inbox, 0)
 if not head or cjson.decode(head)['message_id'] ~= id then return 'lost' end
@@ -93,9 +97,11 @@ redis.call('LPOP', inbox)
 redis.call('DEL', lease)
 redis.call('ZREM', leases, chat)
 redis.call('RPUSH', outbox, reply)
-redis.call('ZADD', outbox_ready, 'NX', now, chat)
-if #ARGV > 8 then
-  for i = 9, #ARGV do redis.call('RPUSH', context, ARGV[i]) end
+if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
+  redis.call('PUBLISH', outbox_wake, chat)
+end
+if #ARGV > 9 then
+  for i = 10, #ARGV do redis.call('RPUSH', context, ARGV[i]) end
   redis.call('LTRIM', context, -max_turns, -1)
   local turns = redis.call('LRANGE', context, 0, -1)
   local total = 0
@@ -120,6 +126,7 @@ local inbox, lease, leases, ready, dead, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, token, id, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_attempts, err, delay, apology = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local outbox_wake = ARGV[9]
 if redis.call('HGET', lease, 'token') ~= token then return 'lost' end
 local head = redis.call('LINDEX', inbox, 0)
 if not head or cjson.decode(head)['message_id'] ~= id then return 'lost' end
@@ -129,7 +136,9 @@ if tonumber(redis.call('HGET', lease, 'attempts')) >= max_attempts then
   redis.call('DEL', lease)
   redis.call('RPUSH', dead, cjson.encode({chat = chat, message = head, error = err, at = now}))
   redis.call('RPUSH', outbox, apology)
-  redis.call('ZADD', outbox_ready, 'NX', now, chat)
+  if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
+    redis.call('PUBLISH', outbox_wake, chat)
+  end
   status = 'dead'
   delay = 0
 else
@@ -152,10 +161,73 @@ if redis.call('LLEN', inbox) > 0 then redis.call('ZADD', ready, now, chat) end
 return 'ok'
 """
 
-# Sent replies leave the outbox; the chat stays in outbox-ready while any remain.
-ACK_REPLIES = """
-local outbox, outbox_ready, chat, n = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
-redis.call('LPOP', outbox, n)
-if redis.call('LLEN', outbox) == 0 then redis.call('ZREM', outbox_ready, chat) end
+# A reply made by an adapter itself (help text, a reset confirmation) joins the outbox
+# behind the chat's pending answers, so it is sent in order and within the rate limits.
+POST = """
+local outbox, outbox_ready, chat, reply, now, wake =
+  KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+redis.call('RPUSH', outbox, reply)
+if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
+  redis.call('PUBLISH', wake, chat)
+end
 return redis.call('LLEN', outbox)
+"""
+
+# Leases chats with due replies to one sender by moving their outbox-ready score past the
+# lease: a second sender does not see them until this one finishes (or dies and the lease
+# runs out), so a chat's replies go out one sender at a time, in order. Returns a flat
+# list: chat, messages sent to it within the rate window, its first replies as JSON, ...
+CLAIM_REPLIES = """
+local outbox_ready = KEYS[1]
+local now, lease_ms, max, max_replies, prefix, window_ms =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5],
+  tonumber(ARGV[6])
+local out = {}
+for _, chat in ipairs(redis.call('ZRANGEBYSCORE', outbox_ready, '-inf', now, 'LIMIT', 0, max)) do
+  local replies = redis.call('LRANGE', prefix .. chat .. ':outbox', 0, max_replies - 1)
+  if #replies == 0 then
+    redis.call('ZREM', outbox_ready, chat)
+  else
+    redis.call('ZADD', outbox_ready, now + lease_ms, chat)
+    local sent = prefix .. chat .. ':sent'
+    redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window_ms)
+    table.insert(out, chat)
+    table.insert(out, redis.call('ZCARD', sent))
+    table.insert(out, cjson.encode(replies))
+  end
+end
+return out
+"""
+
+# The platform accepted some replies. They leave the outbox only if they are still at its
+# head (a sender whose lease ran out and whose chat another sender already served pops
+# nothing), the messages sent are counted in the chat's rate window, and the chat is due
+# again when its rate limit or the platform's retry-after allows. Returns replies left.
+FINISH_REPLIES = """
+local outbox, outbox_ready, sent = KEYS[1], KEYS[2], KEYS[3]
+local chat, now, sends, window_ms, limit, retry_at, token =
+  ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6]), ARGV[7]
+for i = 8, #ARGV do
+  local head = redis.call('LINDEX', outbox, 0)
+  if not head or cjson.decode(head)['in_reply_to'] ~= ARGV[i] then break end
+  redis.call('LPOP', outbox)
+end
+for i = 1, sends do redis.call('ZADD', sent, now, token .. ':' .. i) end
+redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window_ms)
+redis.call('PEXPIRE', sent, window_ms)
+local left = redis.call('LLEN', outbox)
+if left == 0 then
+  redis.call('ZREM', outbox_ready, chat)
+  return 0
+end
+local due = math.max(now, retry_at)
+local count = redis.call('ZCARD', sent)
+if limit > 0 and count >= limit then
+  -- the moment the oldest of the last `limit` sends leaves the window
+  local oldest = redis.call('ZRANGE', sent, count - limit, count - limit, 'WITHSCORES')
+  due = math.max(due, tonumber(oldest[2]) + window_ms)
+end
+redis.call('ZADD', outbox_ready, due, chat)
+return left
 """

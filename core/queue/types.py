@@ -52,6 +52,24 @@ class Claim:
     context: tuple[str, ...] = ()  # the thread's recent turns when it was claimed
 
 
+@dataclass(frozen=True, slots=True)
+class SendLimits:
+    """A platform's rules for sending to one chat."""
+
+    per_chat: int = 0  # messages per chat per window (0: no limit)
+    window: float = 60.0
+    lease: float = 60.0  # seconds before a silent sender's chats go to another sender
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A chat's first unsent replies, leased to one sender."""
+
+    chat: ChatKey
+    replies: tuple[Reply, ...]
+    recent_sends: int  # messages sent to the chat within the rate window
+
+
 class Store(Protocol):
     """Per-chat inbox, outbox and context; `RedisStore` and `MemoryStore` implement it."""
 
@@ -77,9 +95,26 @@ class Store(Protocol):
 
     async def reset(self, chat: ChatKey, thread: str = "") -> None: ...
 
+    async def post(self, reply: Reply) -> None: ...
+
+    async def claim_replies(
+        self, platform: str, max_chats: int, max_replies: int, limits: SendLimits
+    ) -> list[Pending]: ...
+
+    async def finish_replies(
+        self,
+        chat: ChatKey,
+        sent: Sequence[str],
+        messages: int,
+        limits: SendLimits,
+        retry_at: float = 0.0,
+    ) -> int: ...
+
+    async def wait_for_replies(self, platform: str, timeout: float) -> None: ...
+
     async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]: ...
 
-    async def ack_replies(self, chat: ChatKey, count: int) -> int: ...
+    async def depth(self, platform: str) -> tuple[int, int]: ...
 
     async def backlog(self, chat: ChatKey) -> int: ...
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
-from core.queue.types import Enqueued, Outcome
+from core.queue.types import Enqueued, Outcome, SendLimits
 
 A = ChatKey("telegram", "-100")
 B = ChatKey("slack", "C42")
@@ -168,13 +169,84 @@ async def test_context_byte_cap_and_ttl(store) -> None:  # type: ignore[no-untyp
     assert await store.context(A) == []
 
 
-async def test_ack_replies(store) -> None:  # type: ignore[no-untyped-def]
-    for n in range(3):
-        await store.enqueue(msg(A, n))
+async def answered(store, chat: ChatKey, count: int) -> None:  # type: ignore[no-untyped-def]
+    for n in range(count):
+        await store.enqueue(msg(chat, n))
         (claim,) = await store.claim(10)
         await answer(store, claim)
-    assert await store.ack_replies(A, 2) == 1
-    assert [r.text for r in await store.replies(A)] == ["re question 2"]
+
+
+SEND = SendLimits(per_chat=3, window=0.5, lease=0.3)
+
+
+async def test_a_sender_leases_a_chats_replies_and_acks_what_was_sent(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 3)
+    await answered(store, B, 1)
+    (pending,) = await store.claim_replies("telegram", 10, 2, SEND)
+    assert pending.chat == A and pending.recent_sends == 0
+    assert [r.text for r in pending.replies] == ["re question 0", "re question 1"]
+    assert await store.claim_replies("telegram", 10, 2, SEND) == []  # leased
+    left = await store.finish_replies(A, [r.in_reply_to for r in pending.replies], 2, SEND)
+    assert left == 1
+    (pending,) = await store.claim_replies("telegram", 10, 10, SEND)
+    assert [r.text for r in pending.replies] == ["re question 2"]
+    assert pending.recent_sends == 2
+    assert await store.finish_replies(A, [pending.replies[0].in_reply_to], 1, SEND) == 0
+    assert await store.replies(A) == [] and await store.claim_replies("telegram", 9, 9, SEND) == []
+    (slack,) = await store.claim_replies("slack", 10, 10, SEND)
+    assert slack.chat == B
+
+
+async def test_a_chat_over_its_rate_limit_is_due_when_the_window_allows(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 5)
+    (pending,) = await store.claim_replies("telegram", 10, 3, SEND)
+    await store.finish_replies(A, [r.in_reply_to for r in pending.replies], 3, SEND)
+    assert await store.claim_replies("telegram", 10, 10, SEND) == []  # 3 sent in 0.5 s
+    await asyncio.sleep(0.55)
+    (pending,) = await store.claim_replies("telegram", 10, 10, SEND)
+    assert [r.text for r in pending.replies] == ["re question 3", "re question 4"]
+    assert pending.recent_sends == 0
+
+
+async def test_retry_after_defers_only_that_chat(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 1)
+    await answered(store, ChatKey("telegram", "-200"), 1)
+    first = await store.claim_replies("telegram", 10, 10, SEND)
+    assert len(first) == 2
+    now = time.time()
+    await store.finish_replies(A, [], 0, SEND, retry_at=now + 0.4)
+    other = ChatKey("telegram", "-200")
+    await store.finish_replies(other, [], 0, SEND)
+    (again,) = await store.claim_replies("telegram", 10, 10, SEND)
+    assert again.chat == other
+    await store.finish_replies(other, [again.replies[0].in_reply_to], 1, SEND)
+    await asyncio.sleep(0.45)
+    (later,) = await store.claim_replies("telegram", 10, 10, SEND)
+    assert later.chat == A and len(later.replies) == 1
+
+
+async def test_a_dead_senders_lease_runs_out_and_its_late_ack_pops_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 2)
+    (stale,) = await store.claim_replies("telegram", 10, 10, SEND)
+    await asyncio.sleep(0.35)
+    (taken,) = await store.claim_replies("telegram", 10, 10, SEND)
+    ids = [r.in_reply_to for r in taken.replies]
+    assert await store.finish_replies(A, ids, 1, SEND) == 0
+    await store.post(Reply(A, "later", "x-1"))
+    assert await store.finish_replies(A, [r.in_reply_to for r in stale.replies], 1, SEND) == 1
+    assert [r.text for r in await store.replies(A)] == ["later"]
+
+
+async def test_posted_replies_follow_the_pending_answers_and_wake_senders(store) -> None:  # type: ignore[no-untyped-def]
+    waiter = asyncio.create_task(store.wait_for_replies("telegram", 5))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await answered(store, A, 1)
+    await asyncio.wait_for(waiter, 2)
+    assert time.monotonic() - started < 1
+    await store.post(Reply(A, "Context cleared.", "reset-1"))
+    assert [r.text for r in await store.replies(A)] == ["re question 0", "Context cleared."]
+    assert await store.depth("telegram") == (0, 1)
 
 
 async def test_claim_brings_the_threads_context(store) -> None:  # type: ignore[no-untyped-def]
