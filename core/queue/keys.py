@@ -37,7 +37,7 @@ class Keys:
         return f"{self.prefix}:wake"
 
     def outbox_wake(self, platform: str) -> str:
-        """Pub/sub channel on which a chat with a first unsent reply wakes that platform's senders."""
+        """Pub/sub channel on which a first unsent reply wakes the platform's senders."""
         return f"{self.prefix}:outbox-wake:{platform}"
 
     # per partition
