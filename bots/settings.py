@@ -52,6 +52,55 @@ class Settings(BaseSettings):
     context_bytes: int = Field(4096, ge=0)
     context_ttl_seconds: float = Field(86_400.0, gt=0)
 
+    # every adapter
+    bot_name: str = Field("parley", min_length=1, description="the name people mention")
+    max_message_chars: int = Field(
+        1000, ge=1, description="longer questions are cut to this, with a note in the reply"
+    )
+    http_host: str = Field(
+        "127.0.0.1", description="address the HTTP servers (webhooks, /healthz, /metrics) bind"
+    )
+    worker_port: int = Field(0, ge=0, le=65535, description="worker /healthz, /metrics; 0 = off")
+
+    # Telegram
+    telegram_token: SecretStr | None = Field(None, description="from @BotFather")
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_url: str | None = Field(
+        None, description="public HTTPS URL Telegram posts updates to (webhook mode)"
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, description="checked against X-Telegram-Bot-Api-Secret-Token (webhook mode)"
+    )
+    telegram_port: int = Field(8081, ge=1, le=65535, description="webhook, /healthz, /metrics")
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Bot API server (a local one, or a test fake)"
+    )
+    telegram_allowed_chats: list[int] = Field(
+        default_factory=list, description="chat ids to serve, JSON list; empty = every chat"
+    )
+    telegram_group_rate: int = Field(20, ge=1, description="messages per minute per group")
+    telegram_global_rate: float = Field(30.0, gt=0, description="messages per second overall")
+
+    # Slack
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb-... bot token")
+    slack_signing_secret: SecretStr | None = Field(None, description="verifies HTTP requests")
+    slack_app_token: SecretStr | None = Field(None, description="xapp-... for Socket Mode")
+    slack_mode: Literal["http", "socket"] = "http"
+    slack_command: str = Field("/ask", pattern=r"^/[\w-]+$")
+    slack_reset_verb: str = Field("reset", min_length=1)
+    slack_port: int = Field(3000, ge=1, le=65535, description="events, commands, /healthz")
+    slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL")
+
+    # the web group chat
+    web_port: int = Field(8080, ge=1, le=65535)
+    web_token: SecretStr | None = Field(
+        None, description="required as ?token= or X-Parley-Token when set; empty = open"
+    )
+    web_history: int = Field(100, ge=0, description="messages a room keeps for newcomers")
+    web_max_rooms: int = Field(100, ge=1)
+    web_max_connections: int = Field(500, ge=1)
+    web_rate: int = Field(10, ge=1, description="messages per connection per 10 seconds")
+
     def limits(self) -> Limits:
         return Limits(
             backlog=self.backlog_limit,

@@ -67,6 +67,7 @@ class Incoming:
     sender_name: str = ""
     reply_to: str = ""
     received_at: float = field(default_factory=time.time)
+    note: str = ""  # told to the asker with the reply (e.g. that the text was cut short)
 
     def to_json(self) -> str:
         return _dumps(self)
@@ -91,6 +92,7 @@ class Reply:
     kind: ReplyKind = ReplyKind.ANSWER
     received_at: float = 0.0  # when the question arrived, for end-to-end latency
     created_at: float = field(default_factory=time.time)
+    note: str = ""
 
     @classmethod
     def to(cls, message: Incoming, text: str, kind: ReplyKind = ReplyKind.ANSWER) -> Reply:
@@ -105,6 +107,7 @@ class Reply:
             message.reply_to,
             kind,
             message.received_at,
+            note=message.note,
         )
 
     def to_json(self) -> str:

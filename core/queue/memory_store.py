@@ -278,6 +278,10 @@ class MemoryStore:
             busy = sum(1 for c in self._chats.values() if c.inbox)
             return busy, sum(1 for key in self._outbox_due if key.platform == platform)
 
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        return None
+
     async def backlog(self, chat: ChatKey) -> int:
         with self._lock:
             return len(self._chat(chat).inbox)

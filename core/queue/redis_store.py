@@ -381,6 +381,10 @@ class RedisStore:
 
     # -- inspection ---------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        await self.redis.ping()
+
     async def backlog(self, chat: ChatKey) -> int:
         return int(await self.redis.llen(self.keys.inbox(chat)))
 

@@ -1,0 +1,141 @@
+"""What every platform adapter shares: ingress into the queue, egress from it, the run loop.
+
+An adapter translates between its platform and `core` types. Ingress goes through
+`Adapter.ask` (truncation with a note, a help reply for an empty question, metrics,
+enqueue) and `Adapter.say` (the adapter's own replies, e.g. to /reset, sent in order with
+the model's). Egress is a `Sender` calling the adapter's `send`. `guard` wraps the handling
+of one platform event, so a bad one is logged and never stops the loop.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from adapters.egress import Sender
+from core import telemetry
+from core.messages import Incoming, Reply
+from core.queue.types import Enqueued, SendLimits, Store
+
+log = logging.getLogger("parley.adapter")
+
+EMPTY_HELP = "Ask me something: {how}"
+TRUNCATED_NOTE = "your message was long; I read its first {limit:,} characters"
+RESET_TEXT = "Done: I have forgotten our conversation here."
+
+
+class Adapter(abc.ABC):
+    """One platform. Subclasses set the class attributes and implement `start` (connect,
+    register webhooks, start receiving), `stop` and `send`."""
+
+    platform: str
+    max_length: int = 4000  # characters per platform message
+    coalesce: bool = False
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        limits: SendLimits | None = None,
+        max_chars: int = 1000,
+        global_rate: float = 0.0,
+        concurrency: int = 16,
+    ) -> None:
+        self.store = store
+        self.limits = limits or SendLimits()
+        self.max_chars = max_chars  # longest question passed to the model
+        self.sender = Sender(store, self, concurrency=concurrency, global_rate=global_rate)
+        self.ready_reason: str | None = "starting"  # None once serving
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect to the platform; raise if it cannot be used (bad token, ...)."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop receiving and release platform resources."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start, send replies until `stop` is set, then stop."""
+        await self.start()
+        self.ready_reason = None
+        log.info("%s adapter serving", self.platform)
+        try:
+            await self.sender.run(stop)
+        finally:
+            self.ready_reason = "stopping"
+            await self.stop()
+
+    async def health(self) -> str | None:
+        """None when ready to serve, else why not."""
+        if self.ready_reason:
+            return self.ready_reason
+        try:
+            await self.store.ping()
+        except Exception as exc:
+            return f"store unreachable: {type(exc).__name__}"
+        return None
+
+    # -- ingress ------------------------------------------------------------------------------
+
+    def received(self) -> None:
+        telemetry.RECEIVED.labels(self.platform).inc()
+
+    def ignored(self, reason: str) -> None:
+        telemetry.IGNORED.labels(self.platform, reason).inc()
+        log.debug("%s event ignored: %s", self.platform, reason)
+
+    def rejected(self, reason: str) -> None:
+        telemetry.REJECTED.labels(self.platform, reason).inc()
+        log.warning("%s request rejected: %s", self.platform, reason)
+
+    async def ask(self, message: Incoming, how: str = "mention me with a question") -> Enqueued:
+        """Queue a question for the model; an empty one gets a short help reply instead."""
+        text = message.text.strip()
+        if not text:
+            await self.say(message, EMPTY_HELP.format(how=how))
+            return Enqueued.QUEUED
+        if len(text) > self.max_chars:
+            note = TRUNCATED_NOTE.format(limit=self.max_chars)
+            message = dataclasses.replace(message, text=text[: self.max_chars], note=note)
+        elif text != message.text:
+            message = dataclasses.replace(message, text=text)
+        result = await self.store.enqueue(message)
+        telemetry.ENQUEUED.labels(self.platform, result.value).inc()
+        if result is not Enqueued.QUEUED:
+            log.info("%s message %s: %s", message.chat, message.message_id, result.value)
+        return result
+
+    async def say(self, message: Incoming, text: str) -> None:
+        """Answer `message` with `text` (not the model's), after the chat's pending replies."""
+        await self.store.post(Reply.to(message, text))
+
+    async def reset(self, message: Incoming) -> None:
+        """Forget the context of the message's chat and thread, and say so."""
+        await self.store.reset(message.chat, message.thread)
+        await self.say(message, RESET_TEXT)
+
+    # -- egress -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def send(self, replies: Sequence[Reply]) -> None:
+        """Send one message carrying `replies` to their chat; raise `RetryAfter`,
+        `Undeliverable`, or anything else for a transient failure."""
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def guard(self, what: str) -> AsyncIterator[None]:
+        """Log and swallow what goes wrong handling one event, so the loop goes on."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: failed to handle %s", self.platform, what)

@@ -1,0 +1,36 @@
+"""Running one adapter as a process: its HTTP server (platform routes, /healthz,
+/metrics), signal handling, and an orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from adapters.base import Adapter
+from adapters.ops import add_ops_routes, serve
+
+log = logging.getLogger("parley.service")
+
+
+async def run_adapter(
+    adapter: Adapter, host: str, port: int, app: web.Application | None = None
+) -> None:
+    """Serve `app` (the adapter's own routes, if any) plus /healthz and /metrics on
+    host:port, run the adapter until SIGTERM or SIGINT, then stop it and close the store."""
+    app = app or web.Application()
+    add_ops_routes(app, adapter.health, adapter.store, adapter.platform)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await serve(app, host, port)
+    log.info("%s: HTTP on %s:%d (/healthz, /metrics)", adapter.platform, host, port)
+    try:
+        await adapter.run(stop)
+    finally:
+        await runner.cleanup()
+        await adapter.store.close()
+        log.info("%s adapter stopped: %s", adapter.platform, adapter.sender.stats)
