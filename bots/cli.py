@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
-from bots.settings import BUNDLED_MODEL, load_settings
+from bots.settings import BUNDLED_MODEL, Settings, load_settings
 from core.errors import ParleyError, TrainingInterrupted
 from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
@@ -212,17 +212,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def setup_logging(settings: Settings) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from bots.worker import require_redis, serve_worker
 
     settings = load_settings()
     require_redis(settings)  # before the model loads, to fail fast
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)
     asyncio.run(serve_worker(settings, _responder(args.model, args)))
     return 0
 
