@@ -9,10 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
-from bots.settings import BUNDLED_MODEL, Settings, load_settings
-from core.errors import ParleyError, TrainingInterrupted
+from bots.logs import setup_logging
+from bots.settings import BUNDLED_MODEL, load_settings
+from core.errors import ConfigError, ParleyError, TrainingInterrupted
 from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
+
+# sysexits' EX_CONFIG: the units do not restart a process that exits with it.
+EX_CONFIG = 78
 
 # `parley train` options, named as the fields they set.
 TRAIN_OPTIONS = {
@@ -122,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _decode_args(worker)
 
+    config = sub.add_parser(
+        "config",
+        help="check the settings and print them, secrets masked",
+        description="Read the settings (PARLEY_* variables and .env) as the services will, "
+        "print them with secrets masked, and exit non-zero naming any invalid or missing one.",
+    )
+    config.add_argument("action", choices=["check"])
+    config.add_argument(
+        "--for",
+        dest="role",
+        choices=["worker", "web", "telegram", "slack"],
+        help="also require the settings this process needs",
+    )
+
     export = sub.add_parser("export", help="export the decoder as a TensorFlow SavedModel")
     export.add_argument("model", type=Path)
     export.add_argument("out", type=Path)
@@ -212,23 +230,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def setup_logging(settings: Settings) -> None:
-    import logging
-
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from bots.worker import require_redis, serve_worker
+    from bots.worker import serve_worker
 
     settings = load_settings()
-    require_redis(settings)  # before the model loads, to fail fast
+    settings.require("worker")  # before the model loads, to fail fast
     setup_logging(settings)
-    asyncio.run(serve_worker(settings, _responder(args.model, args)))
+    asyncio.run(serve_worker(settings, lambda: _responder(args.model, args)))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print("\n".join(settings.describe()))
+    if args.role:
+        settings.require(args.role)
+        print(f"# the settings {args.role} needs are set", file=sys.stderr)
     return 0
 
 
@@ -238,6 +257,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "worker": cmd_worker,
     "export": cmd_export,
+    "config": cmd_config,
 }
 
 
@@ -248,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"parley: {exc}", file=sys.stderr)
         return 130
+    except ConfigError as exc:
+        print(f"parley: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except ParleyError as exc:
         print(f"parley: error: {exc}", file=sys.stderr)
         return 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +103,47 @@ class Settings(BaseSettings):
     web_max_connections: int = Field(500, ge=1)
     web_rate: int = Field(10, ge=1, description="messages per connection per 10 seconds")
 
+    def require(self, role: str) -> None:
+        """Raise `ConfigError` naming every setting `role` needs that is missing."""
+        needs: dict[str, str] = {}
+        if role in ("worker", "web", "telegram", "slack"):
+            # separate processes share their queue only through Redis
+            needs["redis_url"] = "worker and adapter processes share their queue through Redis"
+        if role == "telegram":
+            needs["telegram_token"] = "the bot token from @BotFather"
+            if self.telegram_mode == "webhook":
+                needs["telegram_webhook_url"] = "webhook mode needs the public HTTPS URL"
+                needs["telegram_webhook_secret"] = "webhook mode checks Telegram's secret token"
+        if role == "slack":
+            needs["slack_bot_token"] = "the xoxb- bot token"
+            if self.slack_mode == "http":
+                needs["slack_signing_secret"] = "HTTP mode verifies Slack's signatures"
+            else:
+                needs["slack_app_token"] = "Socket Mode needs the xapp- app-level token"
+        missing = [
+            f"PARLEY_{name.upper()} is not set: {why}"
+            for name, why in needs.items()
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ConfigError("; ".join(missing))
+
+    def describe(self) -> list[str]:
+        """Every setting as NAME=value, secrets masked."""
+        lines = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = _mask(value.get_secret_value())
+            elif value is None:
+                shown = ""
+            elif isinstance(value, list):
+                shown = json.dumps(value)
+            else:
+                shown = str(value)
+            lines.append(f"PARLEY_{name.upper()}={shown}")
+        return lines
+
     def limits(self) -> Limits:
         return Limits(
             backlog=self.backlog_limit,
@@ -131,6 +174,18 @@ class Settings(BaseSettings):
             "max_length": self.max_reply_tokens,
         }
         return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _mask(secret: str) -> str:
+    """A URL keeps its scheme and host with the password hidden; anything else is hidden."""
+    parts = urlsplit(secret) if "://" in secret else None
+    if parts is None or (not parts.hostname and parts.scheme != "unix"):
+        return "********" if secret else ""
+    if parts.password:
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:********@{host}"))
+    return secret
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,34 +1,65 @@
-"""`parley worker`: answer queued messages from Redis with the model, until SIGTERM."""
+"""`parley worker`: answer queued messages from Redis with the model, until SIGTERM.
+
+Under systemd it reports ready once the decoder is compiled and Redis answered, pings the
+watchdog from the event loop, and reloads the model on SIGHUP without dropping the queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 import redis.exceptions
+from aiohttp import web
 
+from adapters.ops import add_ops_routes, serve
+from bots import systemd
 from bots.settings import Settings
 from core.errors import ConfigError
 from core.model.responder import Responder
-from core.queue.worker import Worker
+from core.queue.types import Store
+from core.queue.worker import STORE_DOWN, Worker
 
 log = logging.getLogger("parley.worker")
 
 
-def require_redis(settings: Settings) -> None:
-    if settings.redis_url is None:
-        raise ConfigError(
-            "PARLEY_REDIS_URL is not set: worker processes share their queue through Redis"
-        )
-
-
-async def serve_worker(settings: Settings, responder: Responder) -> None:
-    require_redis(settings)
+async def _prepare(responder: Responder, batch: int) -> None:
     started = time.monotonic()
-    await asyncio.to_thread(responder.compile_shapes, [1, settings.worker_batch])
+    await asyncio.to_thread(responder.compile_shapes, [1, batch])
     log.info("decoder compiled in %.1f s", time.monotonic() - started)
+
+
+async def _reach(store: Store, stop: asyncio.Event) -> None:
+    """Wait until the store answers (Redis may start after the worker)."""
+    delay = 0.1
+    while not stop.is_set():
+        try:
+            await store.ping()
+            return
+        except redis.exceptions.AuthenticationError:
+            raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None
+        except STORE_DOWN as exc:
+            if delay == 0.1:
+                log.error("Redis unreachable (%s); waiting for it", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> None:
+    """Run a worker with the responder `load` gives, reloading it on SIGHUP."""
+    settings.require("worker")
+    watchdog = asyncio.create_task(systemd.watchdog())  # loading takes a while
+    try:
+        responder = await asyncio.to_thread(load)
+        await _prepare(responder, settings.worker_batch)
+    except BaseException:
+        watchdog.cancel()
+        raise
     store = settings.store()
     worker = Worker(
         store,
@@ -37,14 +68,57 @@ async def serve_worker(settings: Settings, responder: Responder) -> None:
         max_wait=settings.worker_max_wait_ms / 1000,
     )
     stop = asyncio.Event()
+    state = {"reason": "connecting to Redis"}
+
+    async def health() -> str | None:
+        if state["reason"]:
+            return state["reason"]
+        try:
+            await store.ping()
+        except Exception as exc:
+            return f"store unreachable: {type(exc).__name__}"
+        return None
+
+    async def reload() -> None:
+        systemd.notify("RELOADING=1", "STATUS=reloading the model")
+        try:
+            fresh = await asyncio.to_thread(load)
+            await _prepare(fresh, settings.worker_batch)
+        except Exception:
+            log.exception("model reload failed; still answering with the loaded model")
+        else:
+            worker.respond = fresh.reply  # the next batch uses it; queued messages wait
+            log.info("model reloaded from %s", settings.model)
+        systemd.notify("READY=1", "STATUS=answering")
+
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started: batch %d, model %s", settings.worker_batch, settings.model)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    runner = None
+    if settings.worker_port:
+        app = web.Application()
+        add_ops_routes(app, health, store, "worker")
+        runner = await serve(app, settings.http_host, settings.worker_port)
     try:
+        await _reach(store, stop)
+        state["reason"] = ""
+        systemd.ready("answering")
+        log.info("worker started: batch %d, model %s", settings.worker_batch, settings.model)
         await worker.run(stop)
     except redis.exceptions.AuthenticationError:
         raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None
     finally:
+        systemd.stopping()
+        watchdog.cancel()
+        if runner is not None:
+            await runner.cleanup()
         await store.close()
         log.info("worker stopped: %s", worker.stats)

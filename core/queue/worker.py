@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import redis.exceptions
 
+from core import telemetry
 from core.messages import Reply
 from core.queue.types import Claim, Outcome, Store
 
@@ -98,6 +99,9 @@ class Worker:
         outcomes = await self.store.complete_all(answers)
         self.stats.answered += outcomes.count(Outcome.OK)
         self.stats.lost += outcomes.count(Outcome.LOST)
+        telemetry.BATCH.observe(len(claims))
+        for outcome in outcomes:
+            telemetry.ANSWERED.labels(outcome.value).inc()
         for claim, result in zip(claims, results, strict=True):
             if not isinstance(result, str):
                 log.error(
@@ -108,7 +112,9 @@ class Worker:
                     result,
                 )
                 self.stats.failed += 1
-                self.stats.lost += await self.store.fail(claim, repr(result)) == Outcome.LOST
+                outcome = await self.store.fail(claim, repr(result))
+                telemetry.ANSWERED.labels(outcome.value).inc()
+                self.stats.lost += outcome == Outcome.LOST
         self._held = []
         return len(claims)
 

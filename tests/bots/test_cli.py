@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.cli import main
+from bots.cli import EX_CONFIG, main
 from bots.settings import BUNDLED_MODEL
 from core.text import words
 
@@ -65,7 +65,7 @@ def test_chat_keeps_context_and_takes_settings(tiny_model: Path) -> None:
 
 def test_bad_setting_is_named() -> None:
     result = run_cli("chat", stdin="hi\n", env={"PARLEY_DECODING": "telepathy"})
-    assert result.returncode == 2
+    assert result.returncode == EX_CONFIG
     assert "PARLEY_DECODING" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -114,7 +114,7 @@ def test_export_command(
 
 def test_worker_needs_redis() -> None:
     result = run_cli("worker", env={"PARLEY_REDIS_URL": ""})
-    assert result.returncode == 2 and "PARLEY_REDIS_URL is not set" in result.stderr
+    assert result.returncode == EX_CONFIG and "PARLEY_REDIS_URL is not set" in result.stderr
 
 
 @pytest.mark.slow
