@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -189,7 +190,12 @@ def _mask(secret: str) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment; a bad value raises `ConfigError` naming the setting."""
+    """Settings from the environment, `.env`, and files in systemd's credentials directory
+    (`LoadCredential=`: credential `parley_telegram_token` sets PARLEY_TELEGRAM_TOKEN);
+    a bad value raises `ConfigError` naming the setting."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        overrides.setdefault("_secrets_dir", credentials)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

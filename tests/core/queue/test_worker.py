@@ -206,6 +206,35 @@ async def test_workers_killed_mid_batch_lose_and_double_nothing(redis_server) ->
 
 
 @pytest.mark.slow
+async def test_workers_stopped_mid_batch_hand_their_chats_over(redis_server) -> None:  # type: ignore[no-untyped-def]
+    # The lease is long: only a release on SIGTERM lets another worker go on in time.
+    redis_server.flush()
+    store = RedisStore.from_url(redis_server.url, LIMITS)
+    url, lease, delay = redis_server.url, 60.0, 0.1
+    procs = start_workers(url, 3, lease=lease, delay=delay)
+    exits: list[int | None] = []
+
+    async def restarts() -> None:  # SIGTERM a worker that is up and start a new one
+        while True:
+            await asyncio.sleep(1.5)  # a new worker has its signal handler by then
+            victim = random.randrange(len(procs))
+            procs[victim].send_signal(signal.SIGTERM)
+            exits.append(await asyncio.to_thread(procs[victim].wait, 20))
+            procs[victim] = start_workers(url, 1, lease=lease, delay=delay)[0]
+
+    restarter = asyncio.create_task(restarts())
+    try:
+        await enqueue_all(store, interleaved(chats=20, per_chat=100, seed=2))
+        await wait_answered(store, 20, 100, timeout=50)
+    finally:
+        restarter.cancel()
+        stop_workers(procs)
+    assert len(exits) >= 3 and set(exits) == {0}
+    await assert_exactly_once_in_order(store, 20, 100)
+    await store.close()
+
+
+@pytest.mark.slow
 async def test_redis_restart_mid_run_loses_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     server = RedisServer(tmp_path / "aof", appendonly=True).start()
     store = RedisStore.from_url(server.url, LIMITS)

@@ -1,0 +1,80 @@
+"""The systemd units: valid, and hardened (systemd's own verdict, offline)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bots.settings import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy"
+SERVICES = sorted(p.name for p in DEPLOY.glob("*.service"))
+ANALYZE = shutil.which("systemd-analyze") or "systemd-analyze"  # test.sh installs it
+
+
+@pytest.fixture(scope="module")
+def units(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The units with /opt/parley pointing at a stand-in install (verify checks ExecStart)."""
+    root = tmp_path_factory.mktemp("units")
+    prefix = root / "opt-parley"
+    (prefix / ".venv" / "bin").mkdir(parents=True)
+    exe = prefix / ".venv" / "bin" / "parley"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    for unit in [*DEPLOY.glob("*.service"), *DEPLOY.glob("*.target")]:
+        (root / unit.name).write_text(unit.read_text().replace("/opt/parley", str(prefix)))
+    return root
+
+
+def test_every_service_is_there() -> None:
+    assert SERVICES == [
+        "parley-slack.service",
+        "parley-telegram.service",
+        "parley-web.service",
+        "parley-worker@.service",
+    ]
+    assert (DEPLOY / "parley.target").is_file()
+
+
+@pytest.mark.parametrize("unit", [*SERVICES, "parley.target"])
+def test_systemd_analyze_verify_is_silent(units: Path, unit: str) -> None:
+    # verify exits 0 on some problems, so any output at all is a failure
+    result = subprocess.run(
+        [ANALYZE, "verify", str(units / unit)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        result.stdout + result.stderr
+    )
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_exposure_score_is_at_most_2_5(units: Path, unit: str) -> None:
+    result = subprocess.run(
+        [ANALYZE, "security", "--offline=true", "--no-pager", str(units / unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert score, result.stdout + result.stderr
+    assert float(score.group(1)) <= 2.5, result.stdout
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_services_notify_restart_and_load_settings_and_secrets(unit: str) -> None:
+    text = (DEPLOY / unit).read_text()
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=78",
+        "EnvironmentFile=/etc/parley/parley.env",
+        "LoadCredential=parley:/etc/parley/credentials",
+        "PartOf=parley.target",
+        "MemoryMax=",
+    ):
+        assert line in text, f"{unit}: {line}"
