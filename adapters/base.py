@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from adapters.egress import Sender
 from core import telemetry
@@ -61,11 +61,13 @@ class Adapter(abc.ABC):
     async def stop(self) -> None:
         """Stop receiving and release platform resources."""
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Start, send replies until `stop` is set, then stop."""
         await self.start()
         self.ready_reason = None
         log.info("%s adapter serving", self.platform)
+        if on_ready is not None:
+            on_ready()
         try:
             await self.sender.run(stop)
         finally:

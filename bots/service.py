@@ -1,5 +1,5 @@
 """Running one adapter as a process: its HTTP server (platform routes, /healthz,
-/metrics), signal handling, and an orderly stop."""
+/metrics), signal handling, systemd readiness and watchdog, and an orderly stop."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiohttp import web
 
 from adapters.base import Adapter
 from adapters.ops import add_ops_routes, serve
+from bots import systemd
 
 log = logging.getLogger("parley.service")
 
@@ -28,9 +29,12 @@ async def run_adapter(
         loop.add_signal_handler(sig, stop.set)
     runner = await serve(app, host, port)
     log.info("%s: HTTP on %s:%d (/healthz, /metrics)", adapter.platform, host, port)
+    watchdog = asyncio.create_task(systemd.watchdog())
     try:
-        await adapter.run(stop)
+        await adapter.run(stop, on_ready=lambda: systemd.ready(f"serving {adapter.platform}"))
     finally:
+        systemd.stopping()
+        watchdog.cancel()
         await runner.cleanup()
         await adapter.store.close()
         log.info("%s adapter stopped: %s", adapter.platform, adapter.sender.stats)
