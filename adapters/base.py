@@ -111,7 +111,13 @@ class Adapter(abc.ABC):
         result = await self.store.enqueue(message)
         telemetry.ENQUEUED.labels(self.platform, result.value).inc()
         if result is not Enqueued.QUEUED:
-            log.info("%s message %s: %s", message.chat, message.message_id, result.value)
+            log.info(
+                "%s message %s: %s",
+                message.chat,
+                message.message_id,
+                result.value,
+                extra={"chat": str(message.chat), "message_id": message.message_id},
+            )
         return result
 
     async def say(self, message: Incoming, text: str) -> None:

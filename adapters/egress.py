@@ -189,7 +189,11 @@ class Sender:
                 telemetry.RETRIED.labels(platform, "rate_limited").inc()
                 self.stats.retried += 1
                 log.warning(
-                    "%s asked to wait %.1f s before sending to %s", platform, exc.seconds, chat
+                    "%s asked to wait %.1f s before sending to %s",
+                    platform,
+                    exc.seconds,
+                    chat,
+                    extra={"chat": str(chat), "message_id": ids[0]},
                 )
                 retry_at = time.time() + exc.seconds
                 break
@@ -214,6 +218,7 @@ class Sender:
                     failures,
                     delay,
                     exc,
+                    extra={"chat": str(chat), "message_id": ids[0]},
                 )
                 retry_at = time.time() + delay
                 break
@@ -264,4 +269,11 @@ class Sender:
     def _drop(self, chat: ChatKey, group: tuple[Reply, ...], reason: str, detail: str) -> None:
         self.stats.dropped += len(group)
         telemetry.DROPPED.labels(self.platform, reason).inc(len(group))
-        log.error("dropped %d replies to %s (%s): %s", len(group), chat, reason, detail)
+        log.error(
+            "dropped %d replies to %s (%s): %s",
+            len(group),
+            chat,
+            reason,
+            detail,
+            extra={"chat": str(chat), "message_id": group[0].in_reply_to},
+        )

@@ -110,6 +110,7 @@ class Worker:
                     claim.message.message_id,
                     claim.attempts,
                     result,
+                    extra={"chat": str(claim.message.chat), "message_id": claim.message.message_id},
                 )
                 self.stats.failed += 1
                 outcome = await self.store.fail(claim, repr(result))
