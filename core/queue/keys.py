@@ -81,3 +81,11 @@ class Keys:
 
     def context(self, chat: ChatKey, thread: str) -> str:
         return f"{self._chat(chat)}:context:{thread}"
+
+    def history(self, chat: ChatKey) -> str:
+        """LIST of a web room's latest messages, each "SEQ JSON", oldest first."""
+        return f"{self._chat(chat)}:history"
+
+    def history_seq(self, chat: ChatKey) -> str:
+        """The sequence number of the room's latest message (INCR)."""
+        return f"{self._chat(chat)}:history-seq"

@@ -21,6 +21,7 @@ from core.queue.types import (
     FAILED_TEXT,
     Claim,
     Enqueued,
+    History,
     Limits,
     Outcome,
     Pending,
@@ -42,6 +43,9 @@ class _Chat:
     lease_until: float = 0.0
     lease_msg: str | None = None
     attempts: int = 0
+    history: deque[tuple[int, str]] = field(default_factory=deque)  # (seq, entry)
+    history_seq: int = 0
+    history_until: float = 0.0
 
 
 class MemoryStore:
@@ -207,6 +211,30 @@ class MemoryStore:
     async def reset(self, chat: ChatKey, thread: str = "") -> None:
         with self._lock:
             self._chat(chat).contexts.pop(thread, None)
+
+    # -- room history (the web chat) --------------------------------------------------------
+
+    async def append_history(self, chat: ChatKey, entry: str, keep: int, ttl: float) -> int:
+        now = time.time()
+        with self._lock:
+            state = self._chat(chat)
+            if state.history_until <= now:  # quiet for `ttl`: forgotten, numbering restarts
+                state.history.clear()
+                state.history_seq = 0
+            state.history_seq += 1
+            state.history.append((state.history_seq, entry))
+            while len(state.history) > max(keep, 0):
+                state.history.popleft()
+            state.history_until = now + ttl
+            return state.history_seq
+
+    async def history(self, chat: ChatKey, after: int = 0) -> History:
+        with self._lock:
+            state = self._chat(chat)
+            if state.history_until <= time.time():
+                return History(0, ())
+            entries = tuple((seq, e) for seq, e in state.history if seq > after)
+            return History(state.history_seq, entries)
 
     # -- egress ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from core.queue.types import (
     FAILED_TEXT,
     Claim,
     Enqueued,
+    History,
     Limits,
     Outcome,
     Pending,
@@ -50,6 +51,7 @@ class RedisStore:
                 "POST",
                 "CLAIM_REPLIES",
                 "FINISH_REPLIES",
+                "APPEND_HISTORY",
             )
         }
         self._worker = secrets.token_hex(6)
@@ -282,6 +284,33 @@ class RedisStore:
 
     async def reset(self, chat: ChatKey, thread: str = "") -> None:
         await self.redis.delete(self.keys.context(chat, thread))
+
+    # -- room history (the web chat) --------------------------------------------------------
+
+    async def append_history(self, chat: ChatKey, entry: str, keep: int, ttl: float) -> int:
+        """Add `entry` to the chat's history, keep its last `keep` entries, and return the
+        entry's sequence number (1, 2, ...). A history quiet for `ttl` seconds is forgotten."""
+        k = self.keys
+        seq = await self._run(
+            "APPEND_HISTORY", [k.history(chat), k.history_seq(chat)], [entry, keep, _ms(ttl)]
+        )
+        return int(seq)
+
+    async def history(self, chat: ChatKey, after: int = 0) -> History:
+        """The kept entries numbered after `after`, and the latest number."""
+        k = self.keys
+        # MULTI: the counter and the list are read at one moment, never between an append's
+        # INCR and RPUSH (the script is atomic anyway; this keeps the pair consistent).
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(k.history_seq(chat))
+            pipe.lrange(k.history(chat), 0, -1)
+            last, raw = await pipe.execute()
+        entries = []
+        for item in raw:
+            seq, _, entry = item.partition(" ")
+            if int(seq) > after:
+                entries.append((int(seq), entry))
+        return History(int(last or 0), tuple(entries))
 
     # -- egress ---------------------------------------------------------------------------
 

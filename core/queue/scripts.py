@@ -231,3 +231,23 @@ end
 redis.call('ZADD', outbox_ready, due, chat)
 return left
 """
+
+# A web room's history. The entry's sequence number and its place in the list are taken in
+# one step, so the list is always in sequence order and two writers (a second web process,
+# or a sender retrying while its first attempt still runs) cannot interleave INCR and RPUSH.
+# The counter lives as long as the list, so a client resuming after seq N never sees a
+# number reused; both expire together after a quiet `ttl`. Returns the entry's number.
+APPEND_HISTORY = """
+local history, counter = KEYS[1], KEYS[2]
+local entry, keep, ttl_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local seq = redis.call('INCR', counter)
+if keep > 0 then
+  redis.call('RPUSH', history, seq .. ' ' .. entry)
+  redis.call('LTRIM', history, -keep, -1)
+  redis.call('PEXPIRE', history, ttl_ms)
+else
+  redis.call('DEL', history)
+end
+redis.call('PEXPIRE', counter, ttl_ms)
+return seq
+"""

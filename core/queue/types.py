@@ -70,6 +70,15 @@ class Pending:
     recent_sends: int  # messages sent to the chat within the rate window
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """A room's kept entries after some point, oldest first, as (seq, entry) pairs, and the
+    sequence number of its latest entry (0 for a room without any)."""
+
+    last: int
+    entries: tuple[tuple[int, str], ...]
+
+
 class Store(Protocol):
     """Per-chat inbox, outbox and context; `RedisStore` and `MemoryStore` implement it."""
 
@@ -117,6 +126,10 @@ class Store(Protocol):
     async def depth(self, platform: str) -> tuple[int, int]: ...
 
     async def ping(self) -> None: ...
+
+    async def append_history(self, chat: ChatKey, entry: str, keep: int, ttl: float) -> int: ...
+
+    async def history(self, chat: ChatKey, after: int = 0) -> History: ...
 
     async def backlog(self, chat: ChatKey) -> int: ...
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
-from core.queue.types import Enqueued, Outcome, SendLimits
+from core.queue.types import Enqueued, History, Outcome, SendLimits
 
 A = ChatKey("telegram", "-100")
 B = ChatKey("slack", "C42")
@@ -267,3 +267,36 @@ async def test_enqueue_all_keeps_order_and_reports_each(store) -> None:  # type:
     got = await store.enqueue_all([msg(A, 1), msg(A, 1), msg(B, 1), msg(A, 2)])
     assert got == [Enqueued.QUEUED, Enqueued.DUPLICATE, Enqueued.QUEUED, Enqueued.QUEUED]
     assert await store.backlog(A) == 2
+
+
+ROOM = ChatKey("web", "lobby")
+
+
+async def test_history_numbers_entries_keeps_the_last_and_resumes_after_a_number(store) -> None:  # type: ignore[no-untyped-def]
+    texts = [f'{{"text": "message {n}: 你好, world"}}' for n in range(5)]
+    assert [await store.append_history(ROOM, t, 3, 60) for t in texts] == [1, 2, 3, 4, 5]
+    history = await store.history(ROOM)
+    assert history.last == 5
+    assert history.entries == ((3, texts[2]), (4, texts[3]), (5, texts[4]))
+    assert (await store.history(ROOM, after=4)).entries == ((5, texts[4]),)
+    assert (await store.history(ROOM, after=5)).entries == ()
+    assert await store.history(ChatKey("web", "elsewhere")) == History(0, ())
+
+
+async def test_history_appended_concurrently_is_numbered_in_list_order(store) -> None:  # type: ignore[no-untyped-def]
+    seqs = await asyncio.gather(*(store.append_history(ROOM, f"m{n}", 100, 60) for n in range(20)))
+    assert sorted(seqs) == list(range(1, 21))
+    history = await store.history(ROOM)
+    assert [seq for seq, _ in history.entries] == list(range(1, 21))
+    assert dict(history.entries) == {seq: f"m{n}" for n, seq in enumerate(seqs)}
+
+
+async def test_history_keeping_nothing_still_numbers_and_a_quiet_room_starts_over(store) -> None:  # type: ignore[no-untyped-def]
+    assert await store.append_history(ROOM, "a", 0, 60) == 1
+    assert await store.append_history(ROOM, "b", 0, 60) == 2
+    assert await store.history(ROOM) == History(2, ())
+    quiet = ChatKey("web", "quiet")
+    await store.append_history(quiet, "a", 10, 0.2)
+    await asyncio.sleep(0.3)
+    assert await store.history(quiet) == History(0, ())
+    assert await store.append_history(quiet, "b", 10, 0.2) == 1
