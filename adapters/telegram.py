@@ -1,0 +1,439 @@
+"""Telegram: updates in (long polling or a webhook), replies out through the Bot API.
+
+In a group the bot answers messages that mention it (@username, or a text mention of the
+bot user), replies to its own messages and `/ask question`; other chatter is ignored. In a
+private chat it answers everything. `/start`, `/help` and `/reset` are handled here. Each
+chat is one context; replies quote the message they answer, so a busy group sees who is
+answered, and a group that has fallen behind Telegram's flood limit gets several answers
+in one message.
+
+python-telegram-bot is used as a plain Bot API client (no `Application`): the adapter
+owns the polling loop, and egress goes through the shared `Sender`, which keeps order,
+deduplication and rate limits in the store where every process sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import logging
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Literal
+
+from aiohttp import web
+from telegram import Bot, Message, MessageEntity, ReplyParameters, Update, User
+from telegram import error as tg
+from telegram.constants import ChatType
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
+
+from adapters.base import Adapter
+from adapters.egress import RetryAfter, Undeliverable, body, coalesced_text, split_text
+from core.errors import ConfigError, ParleyError
+from core.messages import ChatKey, Incoming, Reply
+from core.queue.types import SendLimits, Store
+from core.queue.worker import STORE_DOWN
+
+log = logging.getLogger("parley.telegram")
+
+DEFAULT_API_URL = "https://api.telegram.org"
+WEBHOOK_PATH = "/telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Only messages: edits, channel posts, callbacks and the rest are never asked for (and are
+# ignored, with a reason, should they arrive anyway).
+ALLOWED_UPDATES = ("message",)
+COMMAND = re.compile(r"/(\w+)(?:@(\w+))?(?:\s+|$)(.*)", re.DOTALL)
+SEEN_UPDATES = 4096  # recent update ids remembered, so a redelivered command runs once
+
+GROUP_HELP = (
+    "I'm a chat bot with my own small language model. Mention me (@{username} how are "
+    "you?), reply to one of my messages, or write /ask followed by your question. "
+    "/reset makes me forget our conversation in this chat."
+)
+PRIVATE_HELP = (
+    "I'm a chat bot with my own small language model: just write to me. "
+    "/reset makes me forget our conversation."
+)
+
+# python-telegram-bot and httpx log request URLs, which carry the token, and request
+# parameters (setWebhook's secret) at INFO and DEBUG: keep those loggers above that.
+QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "telegram": logging.INFO}
+
+
+def quiet_library_loggers() -> None:
+    """Raise the HTTP libraries' loggers to where they no longer log URLs or parameters."""
+    for name, level in QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if logger.level < level:  # also when NOTSET; a stricter level set elsewhere stays
+            logger.setLevel(level)
+
+
+class TelegramAdapter(Adapter):
+    """A Telegram bot, polling or receiving a webhook."""
+
+    platform = "telegram"
+    max_length = 4096
+    coalesce = True
+    poll_backoff = (0.5, 30.0)  # seconds between getUpdates attempts while they fail
+
+    def __init__(
+        self,
+        store: Store,
+        token: str,
+        *,
+        mode: Literal["polling", "webhook"] = "polling",
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        api_url: str = DEFAULT_API_URL,
+        allowed_chats: Iterable[int] = (),
+        group_rate: int = 20,
+        rate_window: float = 60.0,
+        global_rate: float = 30.0,
+        max_chars: int = 1000,
+        poll_timeout: int = 25,
+    ) -> None:
+        # Telegram's limits are per group; the store's are per adapter, so private chats
+        # get the group limit too, which a person typing never reaches.
+        super().__init__(
+            store,
+            limits=SendLimits(per_chat=group_rate, window=rate_window),
+            max_chars=max_chars,
+            global_rate=global_rate,
+        )
+        if mode == "webhook" and not (webhook_url and webhook_secret):
+            raise ConfigError("webhook mode needs a webhook URL and a secret")
+        quiet_library_loggers()  # before the Bot exists: its constructor logs the URL
+        self.mode = mode
+        self.webhook_url = webhook_url
+        self.allowed_chats = frozenset(allowed_chats)
+        self.poll_timeout = poll_timeout
+        self._secrets = [s for s in (token, webhook_secret) if s]
+        self._secret = (webhook_secret or "").encode()
+        self.bot = Bot(
+            token,
+            base_url=f"{api_url.rstrip('/')}/bot",
+            request=HTTPXRequest(connection_pool_size=32),
+            get_updates_request=HTTPXRequest(connection_pool_size=1),
+        )
+        self.me: User | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._migrated: dict[str, str] = {}  # old group id: its supergroup's id
+        self._parts_sent: dict[tuple[str, str], int] = {}  # long replies cut short by a 429
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.bot.initialize()  # getMe: checks the token, tells us who we are
+            self.me = self.bot.bot
+            if self.mode == "webhook":
+                assert self.webhook_url
+                await self.bot.set_webhook(
+                    self.webhook_url,
+                    secret_token=self._secret.decode(),
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+            else:
+                await self.bot.delete_webhook()  # getUpdates is refused while one is set
+        except tg.InvalidToken:
+            await self._shutdown_bot()
+            raise ConfigError("Telegram refused the bot token; check it with @BotFather") from None
+        except tg.TelegramError as exc:
+            await self._shutdown_bot()
+            raise ParleyError(f"Telegram Bot API: {self._mask(str(exc))}") from None
+        log.info("Telegram bot @%s (id %d), %s mode", self.me.username, self.me.id, self.mode)
+        if self.mode == "polling":
+            self._poller = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        # A webhook stays registered: Telegram keeps the updates until we are back.
+        if self._poller:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await self._shutdown_bot()
+
+    async def _shutdown_bot(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bot.shutdown()
+
+    def _mask(self, text: str) -> str:
+        """`text` without the token or the webhook secret (for error messages)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    def add_routes(self, app: web.Application) -> None:
+        """The webhook receiver (webhook mode only)."""
+        if self.mode == "webhook":
+            app.router.add_post(WEBHOOK_PATH, self.webhook)
+
+    # -- ingress ------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """getUpdates until cancelled; errors are waited out, logged once per outage."""
+        offset: int | None = None
+        delay = 0.0
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # network, 5xx, 429, 409 (another poller or a webhook)
+                if not delay:
+                    log.error(
+                        "Telegram getUpdates failed (%s); retrying with backoff",
+                        self._mask(f"{type(exc).__name__}: {exc}"),
+                    )
+                shortest, longest = self.poll_backoff
+                delay = min(max(delay * 2, shortest), longest)
+                if isinstance(exc, tg.RetryAfter):
+                    delay = max(delay, _seconds(exc))
+                await asyncio.sleep(delay)
+                continue
+            if delay:
+                log.warning("Telegram getUpdates works again")
+                delay = 0.0
+            for update in updates:
+                await self._deliver(update)
+                offset = update.update_id + 1  # confirms it: Telegram will not send it again
+
+    async def _deliver(self, update: Update) -> None:
+        """Handle one polled update; while the store is down, keep it and try again."""
+        delay = 0.0
+        while True:
+            try:
+                await self.handle(update)
+                return
+            except STORE_DOWN as exc:
+                if not delay:
+                    log.error(
+                        "store unreachable (%s); holding update %d",
+                        exc,
+                        update.update_id,
+                        extra=_fields(update),
+                    )
+                delay = min(max(delay * 2, 0.1), 5.0)
+                await asyncio.sleep(delay)
+            except Exception:
+                log.exception(
+                    "telegram: failed to handle update %d", update.update_id, extra=_fields(update)
+                )
+                return
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """POST from Telegram: check the secret, enqueue, answer."""
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not self._secret or not hmac.compare_digest(given, self._secret):
+            self.rejected("bad_secret")
+            return web.Response(status=403)
+        try:
+            update = Update.de_json(await request.json(), self.bot)
+        except Exception:  # not JSON, or JSON that is not an update
+            self.rejected("malformed")
+            return web.Response(status=400)
+        if self.me is None:  # getMe has not answered yet: Telegram retries later
+            return web.Response(status=503)
+        try:
+            await self.handle(update)
+        except STORE_DOWN as exc:
+            log.error(
+                "store unreachable (%s); Telegram will redeliver update %d",
+                exc,
+                update.update_id,
+                extra=_fields(update),
+            )
+            return web.Response(status=503)
+        except Exception:  # a bad update: redelivering it would fail again
+            log.exception(
+                "telegram: failed to handle update %d", update.update_id, extra=_fields(update)
+            )
+        return web.Response(text="ok")
+
+    async def handle(self, update: Update) -> None:
+        """Act on one update. Raises only when the store cannot be reached."""
+        self.received()
+        if update.update_id in self._seen:  # Telegram redelivered it (our 200 was lost)
+            self.ignored("duplicate")
+            return
+        await self._route(update)
+        self._seen[update.update_id] = None
+        if len(self._seen) > SEEN_UPDATES:
+            self._seen.popitem(last=False)
+
+    async def _route(self, update: Update) -> None:
+        msg = update.message
+        if msg is None:
+            self.ignored(_kind(update))
+            return
+        if self.allowed_chats and msg.chat_id not in self.allowed_chats:
+            self.ignored("not_allowed")
+            return
+        if msg.migrate_to_chat_id:
+            log.info(
+                "group %s became supergroup %s",
+                msg.chat_id,
+                msg.migrate_to_chat_id,
+                extra=_fields(update),
+            )
+            self._migrated[str(msg.chat_id)] = str(msg.migrate_to_chat_id)
+            self.ignored("migrated")
+            return
+        user = msg.from_user
+        if user is None or user.is_bot:  # other bots, channels and anonymous admins
+            self.ignored("bot")
+            return
+        if msg.text is None:
+            self.ignored("non_text" if msg.effective_attachment else "service")
+            return
+        private = msg.chat.type == ChatType.PRIVATE
+        incoming = Incoming(
+            ChatKey(self.platform, str(msg.chat_id)),
+            str(user.id),
+            msg.text,
+            str(update.update_id),
+            sender_name=f"@{user.username}" if user.username else user.first_name,
+            reply_to=str(msg.message_id),
+        )
+        command = COMMAND.match(msg.text)
+        if command:
+            await self._command(incoming, command, private)
+            return
+        text, mentioned = self._strip_mentions(msg)
+        if private or mentioned or self._replies_to_me(msg):
+            await self.ask(dataclasses.replace(incoming, text=text), how=self._how(private))
+        else:
+            self.ignored("chatter")
+
+    async def _command(self, incoming: Incoming, command: re.Match[str], private: bool) -> None:
+        name, target, rest = command.group(1).lower(), command.group(2), command.group(3)
+        if target and target.lower() != self._username.lower():
+            self.ignored("other_bot_command")
+        elif name in ("start", "help"):
+            await self.say(incoming, self._help(private))
+        elif name == "reset":
+            await self.reset(incoming)
+        elif name == "ask":
+            await self.ask(dataclasses.replace(incoming, text=rest), how="/ask your question")
+        elif private:
+            await self.say(incoming, self._help(private))
+        else:
+            self.ignored("unknown_command")
+
+    @property
+    def _username(self) -> str:
+        return (self.me.username if self.me else None) or ""
+
+    def _help(self, private: bool) -> str:
+        return PRIVATE_HELP if private else GROUP_HELP.format(username=self._username)
+
+    def _how(self, private: bool) -> str:
+        return "just write your question" if private else f"@{self._username} your question"
+
+    def _is_me(self, msg: Message, entity: MessageEntity) -> bool:
+        if entity.type == MessageEntity.MENTION:
+            return msg.parse_entity(entity).lower() == f"@{self._username.lower()}"
+        if entity.type == MessageEntity.TEXT_MENTION:
+            return entity.user is not None and self.me is not None and entity.user.id == self.me.id
+        return False
+
+    def _strip_mentions(self, msg: Message) -> tuple[str, bool]:
+        """The text without the bot's mentions, and whether there was one."""
+        text = msg.text or ""
+        # Entity offsets count UTF-16 code units.
+        data = text.encode("utf-16-le")
+        mine = [e for e in msg.entities if self._is_me(msg, e)]
+        for entity in sorted(mine, key=lambda e: e.offset, reverse=True):
+            data = data[: entity.offset * 2] + data[(entity.offset + entity.length) * 2 :]
+        if not mine:
+            return text, False
+        text = re.sub(r"[ \t]{2,}", " ", data.decode("utf-16-le", errors="replace"))
+        return text.strip().lstrip(",:;").strip(), True
+
+    def _replies_to_me(self, msg: Message) -> bool:
+        quoted = msg.reply_to_message
+        return bool(quoted and quoted.from_user and self.me and quoted.from_user.id == self.me.id)
+
+    # -- egress -------------------------------------------------------------------------------
+
+    async def send(self, replies: Sequence[Reply]) -> None:
+        """One message: a reply quoting its question, or several replies, a line each,
+        quoting the last question. Longer than Telegram takes: several messages."""
+        last = replies[-1]
+        text = body(last) if len(replies) == 1 else coalesced_text(replies)
+        parts = split_text(text, self.max_length)
+        key = (str(last.chat), last.in_reply_to)
+        # After a 429 halfway through a long reply, the Sender retries the whole reply:
+        # skip the parts Telegram already has.
+        try:
+            for number in range(self._parts_sent.get(key, 0), len(parts)):
+                await self._send_message(last.chat, parts[number], last.reply_to)
+                if len(parts) > 1:
+                    self._parts_sent[key] = number + 1
+        except Undeliverable:
+            self._parts_sent.pop(key, None)
+            raise
+        self._parts_sent.pop(key, None)
+
+    async def _send_message(self, chat: ChatKey, text: str, reply_to: str) -> None:
+        chat_id = self._migrated.get(chat.chat, chat.chat)
+        quote = (
+            ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+            if reply_to.isdigit()
+            else None
+        )
+        try:
+            try:
+                await self.bot.send_message(int(chat_id), text, reply_parameters=quote)
+            except tg.ChatMigrated as exc:
+                log.warning(
+                    "%s became supergroup %s; sending there",
+                    chat,
+                    exc.new_chat_id,
+                    extra={"chat": str(chat)},
+                )
+                self._migrated[chat.chat] = str(exc.new_chat_id)
+                await self.bot.send_message(exc.new_chat_id, text, reply_parameters=quote)
+        except tg.RetryAfter as exc:
+            raise RetryAfter(_seconds(exc)) from None
+        except tg.Forbidden as exc:  # blocked by the user, removed from the group
+            raise Undeliverable(f"Telegram refused: {exc.message}") from None
+        except tg.BadRequest as exc:  # chat not found, ...: the same request fails again
+            raise Undeliverable(f"Telegram refused: {exc.message}") from None
+
+
+def _seconds(exc: tg.RetryAfter) -> float:
+    """retry_after is an int or a timedelta, depending on PTB's version and PTB_TIMEDELTA."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _fields(update: Update) -> dict[str, str]:
+    """Log fields naming the update (as the queue's message id) and its chat."""
+    fields = {"message_id": str(update.update_id)}
+    if update.effective_chat:
+        fields["chat"] = f"telegram:{update.effective_chat.id}"
+    return fields
+
+
+def _kind(update: Update) -> str:
+    """Why an update without a new message is ignored."""
+    if update.edited_message or update.edited_channel_post:
+        return "edited"
+    if update.channel_post:
+        return "channel"
+    if update.callback_query:
+        return "callback"
+    return "other_update"
