@@ -1,0 +1,431 @@
+"""Slack: a slash command and @-mentions in; replies out through response_url or
+chat.postMessage.
+
+Ingress runs through slack-bolt, which verifies signatures (HTTP mode), answers Slack's
+url_verification and calls auth.test; its requests reach it from our aiohttp app
+(`POST /slack/events`, for events and commands alike) or over Socket Mode. Each listener
+queues the message *before* it acknowledges: a queue write takes milliseconds, well inside
+Slack's 3 seconds, and doing it first keeps a channel's questions in the order they arrived and
+makes a failed write visible (Slack retries the event; a command's asker gets an apology).
+
+Chats are `team:channel` (an app installed in several workspaces never mixes them up); a
+mention's context is its thread, a slash command's the channel. Dedup keys: `event_id` for
+events (Slack retries with the same one), `trigger_id` for slash commands (they have no
+event id, and a trigger id is unique per invocation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.base import Adapter
+from adapters.egress import RetryAfter, Undeliverable, body, split_text
+from core.errors import ConfigError
+from core.messages import ChatKey, Incoming, Reply
+from core.queue.types import Enqueued, SendLimits, Store
+
+log = logging.getLogger("parley.slack")
+
+EVENTS_PATH = "/slack/events"
+DEFAULT_API_URL = "https://slack.com/api/"
+# chat.postMessage allows about one message per second per channel, with short bursts:
+# 20 per 20 s keeps that average and lets a burst of 20 through; a 429 still defers the
+# channel for as long as Slack asks.
+SEND_LIMITS = SendLimits(per_chat=20, window=20.0)
+# A response_url works for 30 minutes; a minute's margin covers clock skew and the send.
+RESPONSE_URL_TTL = 29 * 60.0
+ENQUEUE_TIMEOUT = 2.0  # seconds; the ack must reach Slack within 3
+REMEMBERED = 10_000  # resets and help replies remembered against retries, per process
+
+UNAVAILABLE_TEXT = "Sorry, I can't take questions right now; please try again in a minute."
+RATE_LIMITED_TEXT = "You're asking faster than I can answer; please wait a minute."
+
+# chat.postMessage errors that no retry will cure.
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "no_text",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "cannot_reply_to_message",
+        "team_access_not_granted",
+        "ekm_access_denied",
+    }
+)
+AUTH_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+
+_MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+class SlackAuthError(ConfigError):
+    """Slack refused one of the tokens (`which`: "bot" or "app")."""
+
+    def __init__(self, which: str, error: str) -> None:
+        super().__init__(f"Slack refused the {which} token ({error})")
+        self.which = which
+
+
+class SlackSendError(Exception):
+    """A transient failure to deliver (5xx, an unexpected answer): retried by the Sender."""
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def to_plain(text: str, bot_user_id: str = "") -> str:
+    """Slack's message markup as plain text for the model: the bot's own mention dropped,
+    other mentions, channels and links as their labels, &amp; &lt; &gt; decoded."""
+
+    def label(match: re.Match[str]) -> str:
+        target, name = match.group(1), match.group(2)
+        if bot_user_id and target == f"@{bot_user_id}":
+            return ""
+        if name:
+            return target[0] + name.lstrip("@#") if target[:1] in ("@", "#") else name
+        if target.startswith("!"):  # <!here>, <!channel>
+            return "@" + target[1:]
+        return target
+
+    plain = _MARKUP.sub(label, text)
+    return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def escape(text: str) -> str:
+    """Text shown as typed: never a mention, an @channel ping or a link in disguise."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def command_text(reply: Reply) -> str:
+    """A slash command's answer, quoting the asker's question (Slack does not show it)."""
+    text = escape(body(reply))
+    if not reply.question:
+        return text
+    first, *rest = escape(reply.question).splitlines() or [""]
+    quote = "\n".join([f"> <@{reply.asker}>: {first}", *(f"> {line}" for line in rest)])
+    return f"{quote}\n{text}"
+
+
+def channel_of(chat: ChatKey) -> str:
+    return chat.chat.rpartition(":")[2]
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float:
+    try:
+        return max(float((headers or {}).get("Retry-After", 1)), 1.0)
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _error_of(exc: SlackApiError) -> str:
+    data = getattr(exc.response, "data", None)
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
+
+
+# -- the adapter -----------------------------------------------------------------------------
+
+
+class SlackAdapter(Adapter):
+    """A slash command and app mentions, over HTTP (signed requests) or Socket Mode."""
+
+    platform = "slack"
+    max_length = 3000
+    coalesce = False  # every reply has its own destination (a response_url or a thread)
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        bot_token: str,
+        signing_secret: str = "",
+        app_token: str = "",
+        mode: Literal["http", "socket"] = "http",
+        command: str = "/ask",
+        reset_verb: str = "reset",
+        api_url: str = DEFAULT_API_URL,
+        limits: SendLimits | None = None,
+        max_chars: int = 1000,
+        concurrency: int = 16,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            store, limits=limits or SEND_LIMITS, max_chars=max_chars, concurrency=concurrency
+        )
+        if mode == "http" and not signing_secret:
+            raise ConfigError("Slack HTTP mode needs the signing secret")
+        if mode == "socket" and not app_token:
+            raise ConfigError("Slack Socket Mode needs an app-level token")
+        self.mode = mode
+        self.command = command
+        self.reset_verb = reset_verb.lower()
+        self.timeout = timeout
+        self.bot_user_id = ""
+        self._app_token = app_token
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self.client = AsyncWebClient(
+            token=bot_token, base_url=api_url.rstrip("/") + "/", timeout=int(timeout)
+        )
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret,
+            # Listeners run before the response, so the ack follows the queue write.
+            process_before_response=True,
+            request_verification_enabled=mode == "http",  # Socket Mode has no signatures
+            name="parley",
+        )
+        self.app.command(command)(self._on_command)
+        self.app.event("app_mention")(self._on_mention)
+        # A mention also arrives as a `message` event if that is subscribed: answer it once,
+        # from app_mention, and acknowledge the rest so Slack does not retry them.
+        self.app.event("message")(self._on_message)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        """The aiohttp app to serve: Slack's events and commands in HTTP mode."""
+        app = web.Application()
+        if self.mode == "http":
+            app.router.add_post(EVENTS_PATH, self._handle_http)
+        return app
+
+    async def start(self) -> None:
+        self._http()
+        try:
+            try:
+                auth = await self.client.auth_test()
+            except SlackApiError as exc:
+                if _error_of(exc) in AUTH_ERRORS:
+                    raise SlackAuthError("bot", _error_of(exc)) from None
+                raise
+            self.bot_user_id = str(auth.get("user_id") or "")
+            log.info(
+                "Slack: signed in as %s (%s) in team %s",
+                auth.get("user"),
+                self.bot_user_id,
+                auth.get("team_id"),
+            )
+            if self.mode == "socket":
+                await self._connect_socket()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _connect_socket(self) -> None:
+        handler = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
+        self._socket = handler
+        try:
+            # Asked here, not inside connect(), which would retry a refused token forever.
+            handler.client.wss_uri = await handler.client.issue_new_wss_url()
+        except SlackApiError as exc:
+            if _error_of(exc) in AUTH_ERRORS | {"not_allowed_token_type"}:
+                raise SlackAuthError("app", _error_of(exc)) from None
+            raise
+        await handler.connect_async()
+        log.info("Slack: Socket Mode connected")
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self.client.session = None
+
+    async def health(self) -> str | None:
+        reason = await super().health()
+        socket = self._socket  # reconnects by itself; unhealthy while it cannot
+        if reason is None and socket is not None and not await socket.client.is_connected():
+            return "Socket Mode disconnected"
+        return reason
+
+    def _http(self) -> aiohttp.ClientSession:
+        """One HTTP session for the Web API and response_urls, instead of one per call."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self.client.session = self._session
+        return self._session
+
+    # -- ingress ------------------------------------------------------------------------------
+
+    async def _handle_http(self, request: web.Request) -> web.StreamResponse:
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "0")
+        if not timestamp.isdigit():  # slack_sdk's verifier would raise on it
+            self.rejected("bad signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=await request.text(),
+                query=request.query_string,
+                headers=dict(request.headers),
+            )
+        except Exception:  # not UTF-8, not JSON, JSON but not an object, ...
+            self.rejected("malformed body")
+            return web.json_response({"error": "malformed request"}, status=400)
+        response = await self.app.async_dispatch(bolt_request)
+        if response.status == 401:
+            self.rejected("bad signature")
+        return await to_aiohttp_response(response)
+
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        self.received()
+        message = self._command_message(body)
+        if message is None:
+            self.ignored("incomplete command")
+            await ack()
+            return
+        try:
+            result = await self._take(message, how=f"type {self.command} and your question")
+        except Exception as exc:
+            log.error("could not queue a slash command in %s: %r", message.chat, exc)
+            await ack(text=UNAVAILABLE_TEXT, response_type="ephemeral")
+            return
+        if result is Enqueued.RATE_LIMITED:
+            await ack(text=RATE_LIMITED_TEXT, response_type="ephemeral")
+        else:
+            await ack()
+
+    async def _on_mention(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        self.received()
+        if event.get("bot_id"):  # another bot: never start a conversation between bots
+            self.ignored("from a bot")
+            return
+        message = self._mention_message(body, event, context.bot_user_id or self.bot_user_id)
+        if message is None:
+            self.ignored("incomplete mention")
+            return
+        # An exception here answers Slack with a 500, and Slack retries the event later.
+        await self._take(message, how="mention me with a question")
+
+    async def _on_message(self) -> None:
+        self.ignored("message event")
+
+    def _command_message(self, body: Mapping[str, Any]) -> Incoming | None:
+        team, channel = body.get("team_id"), body.get("channel_id")
+        user, trigger = body.get("user_id"), body.get("trigger_id")
+        response_url = body.get("response_url")
+        if not (team and channel and user and trigger and response_url):
+            return None
+        return Incoming(
+            ChatKey(self.platform, f"{team}:{channel}"),
+            sender=str(user),
+            text=to_plain(str(body.get("text") or "")).strip(),
+            message_id=str(trigger),
+            sender_name=str(body.get("user_name") or ""),
+            reply_to=str(response_url),
+        )
+
+    def _mention_message(
+        self, body: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str
+    ) -> Incoming | None:
+        team = body.get("team_id") or event.get("team")
+        channel, user, ts = event.get("channel"), event.get("user"), event.get("ts")
+        event_id = body.get("event_id")
+        if not (team and channel and user and ts and event_id):
+            return None
+        return Incoming(
+            ChatKey(self.platform, f"{team}:{channel}"),
+            sender=str(user),
+            text=to_plain(str(event.get("text") or ""), bot_user_id).strip(),
+            message_id=str(event_id),
+            thread=str(event.get("thread_ts") or ts),  # a top-level mention starts a thread
+        )
+
+    async def _take(self, message: Incoming, how: str) -> Enqueued:
+        """Queue a question, or do a reset or say the help, within the ack's time budget."""
+        text = message.text
+        async with asyncio.timeout(ENQUEUE_TIMEOUT):
+            if text and text.lower() != self.reset_verb:
+                return await self.ask(message, how=how)  # the store drops a redelivered id
+            # A reset or a help reply is no queued message the store could recognise when
+            # Slack redelivers it: remember it here, so a retry does not say it twice.
+            if message.message_id in self._done:
+                return Enqueued.DUPLICATE
+            if text:
+                await self.reset(message)
+            else:
+                await self.ask(message, how=how)
+        self._done[message.message_id] = None
+        while len(self._done) > REMEMBERED:
+            self._done.popitem(last=False)
+        return Enqueued.QUEUED
+
+    # -- egress -------------------------------------------------------------------------------
+
+    async def send(self, replies: Sequence[Reply]) -> None:
+        for reply in replies:
+            if reply.reply_to:
+                await self._answer_command(reply)
+            else:
+                for part in split_text(escape(body(reply)), self.max_length):
+                    await self._post(reply.chat, part, reply.thread)
+
+    async def _answer_command(self, reply: Reply) -> None:
+        parts = split_text(command_text(reply), self.max_length)
+        if time.time() - reply.received_at < RESPONSE_URL_TTL:
+            sent = 0
+            while sent < len(parts) and await self._respond(reply.reply_to, parts[sent]):
+                sent += 1
+            if sent == len(parts):
+                return
+            parts = parts[sent:]
+        log.info("response_url for %s expired or used up: posting in the channel", reply.chat)
+        for part in parts:
+            await self._post(reply.chat, part, "")
+
+    async def _respond(self, url: str, text: str) -> bool:
+        """Post to a command's response_url; False when it has expired or been used up."""
+        hook = AsyncWebhookClient(url, session=self._http(), timeout=int(self.timeout))
+        response = await hook.send(text=text, response_type="in_channel")
+        status, answer = response.status_code, (response.body or "").strip()
+        if status == 200:
+            return True
+        if status == 429:
+            raise RetryAfter(_retry_after(response.headers))
+        if status in (404, 410) or answer in ("expired_url", "used_url"):
+            return False
+        if status >= 500:
+            raise SlackSendError(f"response_url: HTTP {status}")
+        raise Undeliverable(f"response_url: HTTP {status} {answer[:100]}")
+
+    async def _post(self, chat: ChatKey, text: str, thread: str) -> None:
+        self._http()
+        try:
+            await self.client.chat_postMessage(
+                channel=channel_of(chat), text=text, thread_ts=thread or None
+            )
+        except SlackApiError as exc:
+            error, status = _error_of(exc), exc.response.status_code
+            if status == 429 or error == "ratelimited":
+                raise RetryAfter(_retry_after(exc.response.headers)) from None
+            if error in PERMANENT_ERRORS:
+                raise Undeliverable(f"chat.postMessage: {error}") from None
+            raise SlackSendError(f"chat.postMessage: HTTP {status} {error}".rstrip()) from None

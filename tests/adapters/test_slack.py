@@ -1,0 +1,452 @@
+"""The Slack adapter against a fake Slack: real slack-bolt and slack_sdk, signed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from adapters.egress import RetryAfter, Undeliverable
+from adapters.slack import (
+    RESPONSE_URL_TTL,
+    SlackAdapter,
+    SlackAuthError,
+    SlackSendError,
+    command_text,
+    escape,
+    to_plain,
+)
+from bots.cli import main
+from bots.settings import load_settings
+from bots.slack import build_slack
+from core.messages import ChatKey, Reply
+from core.queue.memory_store import MemoryStore
+from tests.fakes.slack_api import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    FakeSlack,
+    command_payload,
+    echo,
+    mention_callback,
+    slack_rig,
+)
+
+C1 = ChatKey("slack", "T1:C1")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    slack = await FakeSlack().start()
+    yield slack
+    await slack.close()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+# -- ingress ---------------------------------------------------------------------------------
+
+
+async def test_command_is_acked_before_the_reply_exists_then_answered_in_channel(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    gate = threading.Event()
+
+    def slow(contexts: Sequence[Sequence[str]]) -> list[str]:
+        gate.wait(10)
+        return echo(contexts)
+
+    async with slack_rig(fake, store, slow) as rig:
+        assert [c[0] for c in fake.calls] == ["auth.test"]  # checked before it was ready
+        url = fake.response_url()
+        started = time.monotonic()
+        status, text = await rig.caller.command(command_payload("how is the weather", url))
+        acked = time.monotonic() - started
+        assert status == 200 and text == ""  # an empty ack: nothing shown but the answer
+        assert acked < 3.0  # Slack's limit; in practice a few milliseconds
+        assert fake.posted_to(url) == []
+        gate.set()
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+    [response] = fake.responses
+    assert response.body["response_type"] == "in_channel"
+    assert response.text == "> <@U1>: how is the weather\necho how is the weather (turns 1)"
+
+
+async def test_forged_and_stale_requests_get_401_and_queue_nothing(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store, respond=None) as rig:
+        payload = command_payload("hello", fake.response_url())
+        forged = await rig.caller.command(payload, secret="not-the-signing-secret")
+        stale = await rig.caller.command(payload, timestamp=int(time.time()) - 301)
+        garbled = await rig.caller.command(payload, headers={"X-Slack-Request-Timestamp": "x"})
+        callback = mention_callback(f"<@{BOT_USER}> hi", event_id="Ev1")
+        forged_event = await rig.caller.event(callback, secret="nope")
+        assert [r[0] for r in (forged, stale, garbled, forged_event)] == [401] * 4
+        assert await store.backlog(C1) == 0
+        assert await store.replies(C1) == []
+        # the same request, properly signed, goes through
+        assert (await rig.caller.command(payload))[0] == 200
+        assert await store.backlog(C1) == 1
+
+
+async def test_malformed_bodies_get_400_and_the_adapter_keeps_serving(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store) as rig:
+        for body in ("{not json", "[1, 2]", '"a string"'):
+            status, _ = await rig.caller.post(body, "application/json")
+            assert status == 400, body
+        url = fake.response_url()
+        assert (await rig.caller.command(command_payload("still there?", url)))[0] == 200
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+    assert fake.posted_to(url) == ["> <@U1>: still there?\necho still there? (turns 1)"]
+
+
+async def test_slack_checking_the_events_url_gets_its_challenge_back(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store, respond=None) as rig:
+        check = {
+            "token": "deprecated",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        }
+        status, text = await rig.caller.post(json.dumps(check), "application/json")
+    assert (status, json.loads(text)) == (200, {"challenge": check["challenge"]})
+
+
+async def test_mentions_are_answered_in_their_thread_with_context_per_thread(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store) as rig:
+
+        async def mention(text: str, event_id: str, ts: str, thread: str | None = None) -> None:
+            callback = mention_callback(text, event_id=event_id, ts=ts, thread_ts=thread)
+            count = len(fake.messages)
+            assert (await rig.caller.event(callback))[0] == 200
+            await fake.wait_for(lambda: len(fake.messages) > count)
+
+        await mention(f"<@{BOT_USER}> how is the weather", "Ev1", "100.000001")
+        await mention(f"and tomorrow <@{BOT_USER}|parley>?", "Ev2", "100.000009", "100.000001")
+        await mention(f"<@{BOT_USER}> what &lt;b&gt; is &amp; <@U7>", "Ev3", "200.000001")
+    assert [(m.channel, m.thread_ts, m.text) for m in fake.messages] == [
+        ("C1", "100.000001", "echo how is the weather (turns 1)"),
+        ("C1", "100.000001", "echo and tomorrow ? (turns 3)"),
+        # the model saw the plain text; what goes back is escaped again
+        ("C1", "200.000001", "echo what &lt;b&gt; is &amp; @U7 (turns 1)"),
+    ]
+    assert await store.context(C1, "100.000001") == [
+        "how is the weather",
+        "echo how is the weather (turns 1)",
+        "and tomorrow ?",
+        "echo and tomorrow ? (turns 3)",
+    ]
+
+
+async def test_retried_events_are_answered_once(fake: FakeSlack, store: MemoryStore) -> None:
+    async with slack_rig(fake, store) as rig:
+        callback = mention_callback(f"<@{BOT_USER}> hello", event_id="Ev1", ts="1.000001")
+        as_message = mention_callback(
+            f"<@{BOT_USER}> hello", event_id="Ev2", ts="1.000001", kind="message"
+        )
+        statuses = [
+            (await rig.caller.event(callback))[0],
+            (await rig.caller.event(callback, retry=1))[0],
+            (await rig.caller.event(as_message))[0],  # the same mention as a message event
+            (await rig.caller.event(callback, retry=2))[0],
+        ]
+        assert statuses == [200] * 4
+        # One chat answers in order: once the next question's answer is out, a second
+        # answer to the first could only have come before it.
+        after = mention_callback(f"<@{BOT_USER}> next", event_id="Ev3", ts="2.000001")
+        await rig.caller.event(after)
+        await fake.wait_for(lambda: any("next" in m.text for m in fake.messages))
+    assert [m.text for m in fake.messages] == ["echo hello (turns 1)", "echo next (turns 1)"]
+
+
+async def test_reset_clears_the_channel_context_and_empty_gets_help(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store) as rig:
+        texts: list[str] = []
+
+        async def ask(text: str, trigger: str) -> None:
+            url = fake.response_url()
+            payload = command_payload(text, url, trigger_id=trigger)
+            assert (await rig.caller.command(payload))[0] == 200
+            await fake.wait_for(lambda: bool(fake.posted_to(url)))
+            texts.extend(fake.posted_to(url))
+
+        await ask("how is the weather", "t1")
+        await ask("what music do you like", "t2")
+        await ask(" RESET ", "t3")
+        await rig.caller.command(command_payload("reset", fake.response_url(), trigger_id="t3"))
+        await ask("", "t4")
+        await ask("hello", "t5")
+        empty = mention_callback(f"<@{BOT_USER}>", event_id="Ev9", ts="5.000001")
+        await rig.caller.event(empty)
+        await fake.wait_for(lambda: bool(fake.messages))
+    assert texts == [
+        "> <@U1>: how is the weather\necho how is the weather (turns 1)",
+        "> <@U1>: what music do you like\necho what music do you like (turns 3)",
+        "> <@U1>: RESET\nDone: I have forgotten our conversation here.",  # once, despite a retry
+        "Ask me something: type /ask and your question",
+        "> <@U1>: hello\necho hello (turns 1)",
+    ]
+    assert [(m.thread_ts, m.text) for m in fake.messages] == [
+        ("5.000001", "Ask me something: mention me with a question")
+    ]
+
+
+async def test_long_questions_are_cut_with_a_note(fake: FakeSlack, store: MemoryStore) -> None:
+    async with slack_rig(fake, store, max_chars=20) as rig:
+        url = fake.response_url()
+        await rig.caller.command(command_payload("x" * 50, url))
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+    assert fake.posted_to(url) == [
+        f"> <@U1>: {'x' * 20}\necho {'x' * 20} (turns 1)\n"
+        "(your message was long; I read its first 20 characters)"
+    ]
+
+
+async def test_a_sender_over_the_rate_is_told_privately(fake: FakeSlack) -> None:
+    from core.queue.types import Limits
+
+    store = MemoryStore(Limits(sender_rate=1))
+    async with slack_rig(fake, store, respond=None) as rig:
+        first = await rig.caller.command(command_payload("one", fake.response_url()))
+        second = await rig.caller.command(command_payload("two", fake.response_url()))
+    assert first == (200, "")
+    assert second[0] == 200
+    assert json.loads(second[1]) == {
+        "text": "You're asking faster than I can answer; please wait a minute.",
+        "response_type": "ephemeral",
+    }
+
+
+async def test_socket_mode_receives_commands_and_mentions(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store, mode="socket", signing_secret="") as rig:
+        assert len(rig.adapter.web_app().router.routes()) == 0  # no public endpoint
+        url = fake.response_url()
+        await fake.wait_for(lambda: any(c[0] == "auth.test" for c in fake.calls))
+        await fake.push(
+            {
+                "envelope_id": "env-1",
+                "type": "slash_commands",
+                "accepts_response_payload": True,
+                "payload": command_payload("how is the weather", url),
+            }
+        )
+        callback = mention_callback(f"<@{BOT_USER}> hi", event_id="Ev1", ts="9.000001")
+        await fake.push(
+            {
+                "envelope_id": "env-2",
+                "type": "events_api",
+                "accepts_response_payload": False,
+                "retry_attempt": 0,
+                "retry_reason": "",
+                "payload": callback,
+            }
+        )
+        await fake.wait_for(lambda: bool(fake.posted_to(url)) and bool(fake.messages))
+        assert await rig.adapter.health() is None
+        fake.refuse_connections = True  # the app token revoked, say
+        await fake.close_socket()
+        for _ in range(100):
+            if await rig.adapter.health() is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert await rig.adapter.health() == "Socket Mode disconnected"
+    assert {a["envelope_id"] for a in fake.socket_acks} == {"env-1", "env-2"}
+    assert fake.posted_to(url) == ["> <@U1>: how is the weather\necho how is the weather (turns 1)"]
+    assert [(m.thread_ts, m.text) for m in fake.messages] == [("9.000001", "echo hi (turns 1)")]
+
+
+async def test_refused_tokens_stop_the_start(fake: FakeSlack, store: MemoryStore) -> None:
+    bad_bot = SlackAdapter(
+        store, bot_token="xoxb-wrong", signing_secret=SIGNING_SECRET, api_url=fake.api_url
+    )
+    with pytest.raises(SlackAuthError, match="bot token") as bot_error:
+        await bad_bot.start()
+    bad_app = SlackAdapter(
+        store, bot_token=BOT_TOKEN, app_token="xapp-wrong", mode="socket", api_url=fake.api_url
+    )
+    with pytest.raises(SlackAuthError, match="app token") as app_error:
+        await bad_app.start()
+    assert (bot_error.value.which, app_error.value.which) == ("bot", "app")
+    assert bad_bot._session is None and bad_app._session is None  # cleaned up
+
+
+# -- egress ----------------------------------------------------------------------------------
+
+
+async def test_a_rate_limited_channel_waits_without_stalling_another(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    fake.rate_limit("C1", seconds=1)
+    async with slack_rig(fake, store) as rig:
+        for n, channel in enumerate(("C1", "C2")):
+            callback = mention_callback(
+                f"<@{BOT_USER}> hi {channel}", event_id=f"Ev{n}", channel=channel
+            )
+            await rig.caller.event(callback)
+        await fake.wait_for(lambda: len(fake.messages) == 2, timeout=5)
+    limited = next(at for what, status, at in fake.calls if status == 429)
+    c1, c2 = (next(m for m in fake.messages if m.channel == c) for c in ("C1", "C2"))
+    assert c2.at < c1.at
+    assert c2.at - limited < 0.9  # C2 did not wait for C1
+    assert c1.at - limited >= 0.95  # C1 waited as long as Slack asked
+
+
+async def test_an_expired_response_url_falls_back_to_the_channel(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store) as rig:
+        url = fake.response_url()
+        fake.expire(url)
+        await rig.caller.command(command_payload("how is the weather", url, channel="C5"))
+        await fake.wait_for(lambda: bool(fake.messages))
+        # One Slack no longer accepts by age alone: not even tried.
+        old = Reply(
+            ChatKey("slack", "T1:C6"),
+            "late answer",
+            "t-old",
+            asker="U2",
+            question="q",
+            reply_to=fake.response_url(),
+            received_at=time.time() - RESPONSE_URL_TTL - 1,
+        )
+        # One used up (5 uses) halfway through a long answer: the rest goes to the channel.
+        used = fake.response_url()
+        for _ in range(4):
+            await rig.adapter.send(
+                [Reply(C1, "x", "t-fill", reply_to=used, received_at=time.time())]
+            )
+        long = Reply(
+            ChatKey("slack", "T1:C7"),
+            "word " * 1000,
+            "t-long",
+            asker="U3",
+            question="q",
+            reply_to=used,
+            received_at=time.time(),
+        )
+        await rig.adapter.send([old])
+        await rig.adapter.send([long])
+    assert [r[0] for r in fake.calls if r[0] == "response_url" and r[1] == 404] == [
+        "response_url",
+        "response_url",
+    ]
+    c5, c6, *c7 = fake.messages
+    assert (c5.channel, c5.thread_ts) == ("C5", None)
+    assert c5.text == "> <@U1>: how is the weather\necho how is the weather (turns 1)"
+    assert (c6.channel, c6.text) == ("C6", "> <@U2>: q\nlate answer")
+    # split at the line end after the quote, then at word ends within 3000 characters
+    assert fake.posted_to(used)[-1] == "> <@U3>: q"
+    assert [m.channel for m in c7] == ["C7", "C7"]
+    assert " ".join(m.text for m in c7).strip() == ("word " * 1000).strip()
+    assert all(len(m.text) <= 3000 for m in c7)
+
+
+async def test_send_errors_are_classified(fake: FakeSlack, store: MemoryStore) -> None:
+    async with slack_rig(fake, store, respond=None) as rig:
+
+        def mention_reply(channel: str) -> Reply:
+            return Reply(ChatKey("slack", f"T1:{channel}"), "hi", "Ev", thread="1.0")
+
+        fake.fail_channel("C8", "channel_not_found")
+        with pytest.raises(Undeliverable, match="channel_not_found"):
+            await rig.adapter.send([mention_reply("C8")])
+        fake.rate_limit("C9", seconds=7)
+        with pytest.raises(RetryAfter) as retry:
+            await rig.adapter.send([mention_reply("C9")])
+        assert retry.value.seconds == 7
+        fake.fail_server()
+        with pytest.raises(SlackSendError, match="HTTP 500"):
+            await rig.adapter.send([mention_reply("C9")])
+        await rig.adapter.send([mention_reply("C9")])
+    assert [(m.channel, m.thread_ts, m.text) for m in fake.messages] == [("C9", "1.0", "hi")]
+
+
+# -- secrets, imports, text, configuration -------------------------------------------------
+
+
+async def test_tokens_and_secrets_never_reach_the_logs(
+    fake: FakeSlack, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with slack_rig(fake, store) as rig:
+        url = fake.response_url()
+        await rig.caller.command(command_payload("hello", url))
+        await rig.caller.command(command_payload("forged", url), secret="wrong")
+        fake.rate_limit("C1", seconds=1)
+        await rig.caller.event(mention_callback(f"<@{BOT_USER}> hi", event_id="Ev1"))
+        await fake.wait_for(lambda: bool(fake.posted_to(url)) and bool(fake.messages))
+    async with slack_rig(fake, MemoryStore(), mode="socket", signing_secret=""):
+        pass
+    logged = caplog.text
+    assert "chat.postMessage" in logged and "apps.connections.open" in logged  # DEBUG is on
+    for secret in (BOT_TOKEN, APP_TOKEN, SIGNING_SECRET):
+        assert secret not in logged
+        assert secret[-12:] not in logged
+
+
+@pytest.mark.parametrize("module", ["adapters.slack", "bots.slack"])
+def test_importing_does_not_load_tensorflow(module: str) -> None:
+    code = f"import sys, {module}; print('tensorflow' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_text_conversions() -> None:
+    markup = "<@UBOT> hi <@U2|ann> in <#C1|general> see <https://x.org|x> &lt;3"
+    assert to_plain(markup, "UBOT") == " hi @ann in #general see x <3"
+    assert to_plain("<!here> <https://x.org> a &amp;amp; b") == "@here https://x.org a &amp; b"
+    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    reply = Reply(C1, "sure <!channel>", "t", asker="U1", question="line one\n<two>")
+    assert command_text(reply) == "> <@U1>: line one\n> &lt;two&gt;\nsure &lt;!channel&gt;"
+
+
+def test_settings_name_what_each_mode_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PARLEY_SLACK_BOT_TOKEN", "PARLEY_SLACK_SIGNING_SECRET", "PARLEY_SLACK_APP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    store = MemoryStore()
+    with pytest.raises(Exception, match="PARLEY_SLACK_BOT_TOKEN"):
+        build_slack(load_settings(), store)
+    with pytest.raises(Exception, match="PARLEY_SLACK_SIGNING_SECRET"):
+        build_slack(load_settings(slack_bot_token="xoxb-1"), store)
+    with pytest.raises(Exception, match="PARLEY_SLACK_APP_TOKEN"):
+        build_slack(load_settings(slack_bot_token="xoxb-1", slack_mode="socket"), store)
+    adapter = build_slack(
+        load_settings(slack_bot_token="xoxb-1", slack_mode="socket", slack_app_token="xapp-1"),
+        store,
+    )
+    assert adapter.mode == "socket" and adapter.limits.per_chat == 20
+
+
+def test_parley_slack_without_settings_names_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in ("PARLEY_SLACK_BOT_TOKEN", "PARLEY_SLACK_SIGNING_SECRET", "PARLEY_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["slack"]) != 0
+    err = capsys.readouterr().err
+    assert "PARLEY_SLACK_BOT_TOKEN" in err and "PARLEY_SLACK_SIGNING_SECRET" in err
