@@ -9,6 +9,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 # The deployment tests check the systemd units with systemd-analyze.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# The browser test drives Debian's Chromium with Playwright.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -43,6 +43,7 @@ DESCRIPTION = """\
 parley: a group-chat bot with its own seq2seq model.
 
 Start here:
+  parley serve                     a group chat in the browser, with the bundled model
   parley chat                      talk to the bundled model in the terminal
   parley train --out models/mine   train your own (default corpus: chitchat-dataset)
   parley eval models/mine          measure it on its held-out test conversations
@@ -68,6 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="parley", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        help="a group chat in the browser with the model in this process (the main job)",
+        description="Serve chat rooms at http://PARLEY_HTTP_HOST:PARLEY_WEB_PORT/r/NAME and "
+        "answer messages that mention the bot (@PARLEY_BOT_NAME) or start with /ask, with "
+        "the model in this process. The queue is in memory unless PARLEY_REDIS_URL is set.",
+    )
+    serve.add_argument(
+        "model",
+        nargs="?",
+        type=Path,
+        help="model directory (default: $PARLEY_MODEL or the bundled model)",
+    )
+    _decode_args(serve)
+
+    sub.add_parser(
+        "web",
+        help="the browser group chat alone; `parley worker` processes answer (needs Redis)",
+        description="Serve the chat rooms like `parley serve`, without a model: questions "
+        "go through Redis (PARLEY_REDIS_URL) to `parley worker` processes.",
+    )
 
     chat = sub.add_parser(
         "chat",
@@ -126,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _decode_args(worker)
 
+    sub.add_parser(
+        "telegram",
+        help="run the Telegram bot until stopped (PARLEY_TELEGRAM_*)",
+        description="Receive Telegram updates (long polling, or a webhook with "
+        "PARLEY_TELEGRAM_MODE=webhook), queue the questions in Redis for the workers and "
+        "send their replies. /healthz and /metrics are on PARLEY_TELEGRAM_PORT.",
+    )
+
+    sub.add_parser(
+        "slack",
+        help="run the Slack bot until stopped (PARLEY_SLACK_*)",
+        description="Answer the slash command (PARLEY_SLACK_COMMAND) and @-mentions: "
+        "receive them on POST /slack/events (PARLEY_SLACK_MODE=http) or over Socket Mode "
+        "(socket), queue the questions in Redis for the workers and send their replies. "
+        "/healthz and /metrics are on PARLEY_SLACK_PORT.",
+    )
+
     config = sub.add_parser(
         "config",
         help="check the settings and print them, secrets masked",
@@ -133,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         "print them with secrets masked, and exit non-zero naming any invalid or missing one.",
     )
     config.add_argument("action", choices=["check"])
+    config.add_argument(
+        "--env-file", type=Path, help="read this file as the services do (default: .env)"
+    )
     config.add_argument(
         "--for",
         dest="role",
@@ -164,6 +207,31 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
     if warm_up:
         responder.reply([["hello"]])
     return responder
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bots.web import serve
+    from core.model import artifact
+
+    settings = load_settings()
+    artifact.read_meta(args.model or settings.model)  # a bad model fails now, not after start
+    setup_logging(settings)
+    asyncio.run(serve(settings, lambda: _responder(args.model, args)))
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bots.web import serve
+
+    settings = load_settings()
+    settings.require("web")  # without Redis no worker could answer
+    setup_logging(settings)
+    asyncio.run(serve(settings, None))
+    return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -242,8 +310,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_config(args: argparse.Namespace) -> int:
+def cmd_telegram(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bots.telegram import serve_telegram
+
     settings = load_settings()
+    settings.require("telegram")  # PARLEY_TELEGRAM_TOKEN, Redis, the webhook's settings
+    setup_logging(settings)
+    asyncio.run(serve_telegram(settings))
+    return 0
+
+
+def cmd_slack(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bots.slack import serve_slack
+
+    settings = load_settings()
+    settings.require("slack")  # the bot token, Redis, the signing secret or the app token
+    setup_logging(settings)
+    asyncio.run(serve_slack(settings))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.env_file and not args.env_file.is_file():
+        raise ConfigError(f"{args.env_file}: no such file")
+    settings = load_settings(**({"_env_file": args.env_file} if args.env_file else {}))
     print("\n".join(settings.describe()))
     if args.role:
         settings.require(args.role)
@@ -252,10 +346,14 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "serve": cmd_serve,
+    "web": cmd_web,
     "chat": cmd_chat,
     "train": cmd_train,
     "eval": cmd_eval,
     "worker": cmd_worker,
+    "telegram": cmd_telegram,
+    "slack": cmd_slack,
     "export": cmd_export,
     "config": cmd_config,
 }
