@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,43 @@ async def redis_store(redis_server):  # type: ignore[no-untyped-def]
     store = RedisStore.from_url(redis_server.url)
     yield store
     await store.close()
+
+
+class _Everything(logging.Handler):
+    """Keeps every log line of the run, formatted as a log file would have it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a record that cannot be formatted is no leak
+            self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_is_ever_logged() -> Iterator[None]:
+    """Every log line of the whole run, at DEBUG, is searched for the tests' tokens and
+    secrets at the end: none may appear (the run fails in teardown if one does)."""
+    from tests.fakes import slack_api, telegram_api
+
+    secrets = [
+        telegram_api.TOKEN,
+        telegram_api.TOKEN.split(":", 1)[1],
+        telegram_api.WEBHOOK_SECRET,
+        slack_api.BOT_TOKEN,
+        slack_api.APP_TOKEN,
+        slack_api.SIGNING_SECRET,
+    ]
+    handler = _Everything()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+    assert len(handler.lines) > 100  # the run did log
+    leaks = [line for line in handler.lines if any(s in line for s in secrets)]
+    assert not leaks, f"secrets in {len(leaks)} log lines, e.g.: {leaks[0][:300]}"

@@ -29,12 +29,12 @@ from core.messages import ChatKey, Incoming, Reply
 from core.queue.memory_store import MemoryStore
 from core.queue.types import Enqueued, Limits
 from core.queue.worker import Worker
-from tests.fakes.telegram_api import JSON, FakeTelegram
+from tests.fakes.telegram_api import JSON, WEBHOOK_SECRET, FakeTelegram
 
 GROUP, OTHER_GROUP = -1001, -1002
 ALICE = FakeTelegram.user(11, "alice")
 BOB = FakeTelegram.user(12, first_name="Bob")
-SECRET = "hook-secret_42"
+SECRET = WEBHOOK_SECRET
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from aiohttp import web
 JSON = dict[str, Any]
 
 TOKEN = "123456:TEST-token-s3cr3t-value"
+WEBHOOK_SECRET = "hook-secret_42"
 # Parameters PTB sends JSON-encoded inside form fields, and those that are numbers.
 _JSON_FIELDS = {"reply_parameters", "allowed_updates", "reply_markup", "entities"}
 _INT_FIELDS = {"chat_id", "offset", "limit", "timeout", "message_thread_id", "max_connections"}
