@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from bots.logs import setup_logging
-from bots.settings import BUNDLED_MODEL, load_settings
+from bots.settings import BUNDLED_MODEL, Settings, load_settings
 from core.errors import ConfigError, ParleyError, TrainingInterrupted
 from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
@@ -57,7 +58,7 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         choices=get_args(DecodeMethod),
-        help="decoding method (default: the model's, usually beam)",
+        help="decoding method (default: the model's, usually sample)",
     )
     p.add_argument("--beam-width", type=int, help="beams for --method beam")
     p.add_argument("--temperature", type=float, help="for --method sample")
@@ -209,29 +210,32 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
     return responder
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _run_service(role: str | None, run: Callable[[Settings], Coroutine[Any, Any, None]]) -> int:
+    """Settings (and what `role` requires) checked before anything loads, then logging,
+    then the process's loop until SIGTERM or SIGINT."""
     import asyncio
 
+    settings = load_settings()
+    if role is not None:
+        settings.require(role)
+    setup_logging(settings)
+    asyncio.run(run(settings))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from bots.web import serve
     from core.model import artifact
 
-    settings = load_settings()
-    artifact.read_meta(args.model or settings.model)  # a bad model fails now, not after start
-    setup_logging(settings)
-    asyncio.run(serve(settings, lambda: _responder(args.model, args)))
-    return 0
+    model = args.model or load_settings().model
+    artifact.read_meta(model)  # a bad model fails now, not after the page is up
+    return _run_service(None, lambda settings: serve(settings, lambda: _responder(model, args)))
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    import asyncio
-
     from bots.web import serve
 
-    settings = load_settings()
-    settings.require("web")  # without Redis no worker could answer
-    setup_logging(settings)
-    asyncio.run(serve(settings, None))
-    return 0
+    return _run_service("web", lambda settings: serve(settings, None))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -299,39 +303,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import asyncio
-
     from bots.worker import serve_worker
 
-    settings = load_settings()
-    settings.require("worker")  # before the model loads, to fail fast
-    setup_logging(settings)
-    asyncio.run(serve_worker(settings, lambda: _responder(args.model, args)))
-    return 0
+    return _run_service(
+        "worker", lambda settings: serve_worker(settings, lambda: _responder(args.model, args))
+    )
 
 
 def cmd_telegram(args: argparse.Namespace) -> int:
-    import asyncio
-
     from bots.telegram import serve_telegram
 
-    settings = load_settings()
-    settings.require("telegram")  # PARLEY_TELEGRAM_TOKEN, Redis, the webhook's settings
-    setup_logging(settings)
-    asyncio.run(serve_telegram(settings))
-    return 0
+    return _run_service("telegram", serve_telegram)
 
 
 def cmd_slack(args: argparse.Namespace) -> int:
-    import asyncio
-
     from bots.slack import serve_slack
 
-    settings = load_settings()
-    settings.require("slack")  # the bot token, Redis, the signing secret or the app token
-    setup_logging(settings)
-    asyncio.run(serve_slack(settings))
-    return 0
+    return _run_service("slack", serve_slack)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
