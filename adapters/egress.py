@@ -10,7 +10,6 @@ network error or 5xx is retried with backoff; a permanent refusal drops the repl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,8 +18,8 @@ from typing import Protocol
 
 from core import telemetry
 from core.messages import ChatKey, Reply
+from core.queue.outage import STORE_DOWN, Outage
 from core.queue.types import Pending, SendLimits, Store
-from core.queue.worker import STORE_DOWN
 
 log = logging.getLogger("parley.egress")
 
@@ -133,19 +132,13 @@ class Sender:
 
     async def run(self, stop: asyncio.Event, grace: float = 10.0) -> None:
         """Send until `stop` is set; then let chats in flight finish for up to `grace` s."""
-        backoff = 0.0
+        outage = Outage(log)
         while not stop.is_set():
             try:
                 started = await self.step()
-                if backoff:
-                    log.warning("store reachable again; sending resumes")
-                    backoff = 0.0
+                outage.over()
             except STORE_DOWN as exc:
-                if not backoff:
-                    log.error("store unreachable (%s); retrying with backoff", exc)
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
+                await outage.wait(exc, stop)
                 continue
             if self._tasks:
                 # A chat finishing may leave replies due at once: look again soon.

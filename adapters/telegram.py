@@ -37,8 +37,8 @@ from adapters.base import Adapter
 from adapters.egress import RetryAfter, Undeliverable, body, coalesced_text, split_text
 from core.errors import ConfigError, ParleyError
 from core.messages import ChatKey, Incoming, Reply
+from core.queue.outage import STORE_DOWN
 from core.queue.types import SendLimits, Store
-from core.queue.worker import STORE_DOWN
 
 log = logging.getLogger("parley.telegram")
 

@@ -7,7 +7,6 @@ watchdog from the event loop, and reloads the model on SIGHUP without dropping t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -21,8 +20,9 @@ from bots import systemd
 from bots.settings import Settings
 from core.errors import ConfigError
 from core.model.responder import Responder
+from core.queue.outage import STORE_DOWN, Outage
 from core.queue.types import Store
-from core.queue.worker import STORE_DOWN, Worker
+from core.queue.worker import Worker
 
 log = logging.getLogger("parley.worker")
 
@@ -35,19 +35,16 @@ async def _prepare(responder: Responder, batch: int) -> None:
 
 async def _reach(store: Store, stop: asyncio.Event) -> None:
     """Wait until the store answers (Redis may start after the worker)."""
-    delay = 0.1
+    outage = Outage(log)
     while not stop.is_set():
         try:
             await store.ping()
+            outage.over()
             return
         except redis.exceptions.AuthenticationError:
             raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None
         except STORE_DOWN as exc:
-            if delay == 0.1:
-                log.error("Redis unreachable (%s); waiting for it", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 5.0)
+            await outage.wait(exc, stop)
 
 
 async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> None:

@@ -31,8 +31,8 @@ from adapters.base import Adapter
 from adapters.web.rooms import ROOM_NAME, Frame, Full, Member, Room, Rooms
 from core import telemetry
 from core.messages import Incoming, Reply
+from core.queue.outage import STORE_DOWN
 from core.queue.types import Enqueued, Store
-from core.queue.worker import STORE_DOWN
 
 STATIC = Path(__file__).resolve().parent / "static"
 HISTORY_TTL = 30 * 86_400.0  # a room quiet for a month forgets its history

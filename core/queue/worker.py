@@ -17,19 +17,12 @@ import redis.exceptions
 
 from core import telemetry
 from core.messages import Reply
+from core.queue.outage import STORE_DOWN, Outage
 from core.queue.types import Claim, Outcome, Store
 
 log = logging.getLogger("parley.worker")
 
 Respond = Callable[[Sequence[Sequence[str]]], list[str]]
-
-# What counts as the store being unreachable, to wait out: redis' connection and timeout
-# errors, and OSError for sockets. Anything else is a bug and propagates.
-STORE_DOWN: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
 
 
 @dataclass
@@ -62,23 +55,18 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then finish the batch in hand and return."""
-        backoff = 0.0
+        outage = Outage(log)
         while not stop.is_set():
             try:
                 if not await self.step():
                     # Woken by new work; the timeout also catches retries and expired leases.
                     await self.store.wait_for_work(self.idle_timeout)
-                if backoff:
-                    log.warning("store reachable again; resuming")
-                    backoff = 0.0
+                outage.over()
             except redis.exceptions.AuthenticationError:
                 raise  # a wrong password does not heal by waiting
             except STORE_DOWN as exc:
-                if not backoff:  # once per outage, not once per retry
-                    self.stats.outages += 1
-                    log.error("store unreachable (%s); retrying with backoff", exc)
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                await _wait(stop, backoff)
+                await outage.wait(exc, stop)
+                self.stats.outages = outage.count
         await self._release_held()
 
     async def step(self) -> int:
@@ -147,8 +135,3 @@ class Worker:
             with contextlib.suppress(*STORE_DOWN):
                 await self.store.release(claim)
         self._held = []
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
