@@ -101,8 +101,8 @@ class Adapter(abc.ABC):
         """Queue a question for the model; an empty one gets a short help reply instead."""
         text = message.text.strip()
         if not text:
-            await self.say(message, EMPTY_HELP.format(how=how))
-            return Enqueued.QUEUED
+            helped = await self.say(message, EMPTY_HELP.format(how=how))
+            return Enqueued.QUEUED if helped else Enqueued.DUPLICATE
         if len(text) > self.max_chars:
             note = TRUNCATED_NOTE.format(limit=self.max_chars)
             message = dataclasses.replace(message, text=text[: self.max_chars], note=note)
@@ -120,14 +120,18 @@ class Adapter(abc.ABC):
             )
         return result
 
-    async def say(self, message: Incoming, text: str) -> None:
-        """Answer `message` with `text` (not the model's), after the chat's pending replies."""
-        await self.store.post(Reply.to(message, text))
+    async def say(self, message: Incoming, text: str) -> bool:
+        """Answer `message` with `text` (not the model's), after the chat's pending replies;
+        False when the platform delivered this message before and it was answered then."""
+        return await self.store.post(Reply.to(message, text))
 
-    async def reset(self, message: Incoming) -> None:
-        """Forget the context of the message's chat and thread, and say so."""
+    async def reset(self, message: Incoming) -> bool:
+        """Forget the context of the message's chat and thread, and say so (once: False
+        for a redelivered message)."""
+        if not await self.say(message, RESET_TEXT):
+            return False
         await self.store.reset(message.chat, message.thread)
-        await self.say(message, RESET_TEXT)
+        return True
 
     # -- egress -------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -53,7 +52,6 @@ SEND_LIMITS = SendLimits(per_chat=20, window=20.0)
 # A response_url works for 30 minutes; a minute's margin covers clock skew and the send.
 RESPONSE_URL_TTL = 29 * 60.0
 ENQUEUE_TIMEOUT = 2.0  # seconds; the ack must reach Slack within 3
-REMEMBERED = 10_000  # resets and help replies remembered against retries, per process
 
 UNAVAILABLE_TEXT = "Sorry, I can't take questions right now; please try again in a minute."
 RATE_LIMITED_TEXT = "You're asking faster than I can answer; please wait a minute."
@@ -187,7 +185,6 @@ class SlackAdapter(Adapter):
         self._app_token = app_token
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
-        self._done: OrderedDict[str, None] = OrderedDict()
         self.client = AsyncWebClient(
             token=bot_token, base_url=api_url.rstrip("/") + "/", timeout=int(timeout)
         )
@@ -363,20 +360,10 @@ class SlackAdapter(Adapter):
         """Queue a question, or do a reset or say the help, within the ack's time budget."""
         text = message.text
         async with asyncio.timeout(ENQUEUE_TIMEOUT):
-            if text and text.lower() != self.reset_verb:
-                return await self.ask(message, how=how)  # the store drops a redelivered id
-            # A reset or a help reply is no queued message the store could recognise when
-            # Slack redelivers it: remember it here, so a retry does not say it twice.
-            if message.message_id in self._done:
-                return Enqueued.DUPLICATE
-            if text:
-                await self.reset(message)
-            else:
-                await self.ask(message, how=how)
-        self._done[message.message_id] = None
-        while len(self._done) > REMEMBERED:
-            self._done.popitem(last=False)
-        return Enqueued.QUEUED
+            # The store drops a redelivered id: a question, a reset or a help request.
+            if text.lower() == self.reset_verb:
+                return Enqueued.QUEUED if await self.reset(message) else Enqueued.DUPLICATE
+            return await self.ask(message, how=how)
 
     # -- egress -------------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import hmac
 import logging
 import re
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Literal
@@ -49,7 +48,6 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # ignored, with a reason, should they arrive anyway).
 ALLOWED_UPDATES = ("message",)
 COMMAND = re.compile(r"/(\w+)(?:@(\w+))?(?:\s+|$)(.*)", re.DOTALL)
-SEEN_UPDATES = 4096  # recent update ids remembered, so a redelivered command runs once
 
 GROUP_HELP = (
     "I'm a chat bot with my own small language model. Mention me (@{username} how are "
@@ -123,7 +121,6 @@ class TelegramAdapter(Adapter):
         )
         self.me: User | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._seen: OrderedDict[int, None] = OrderedDict()
         self._migrated: dict[str, str] = {}  # old group id: its supergroup's id
         self._parts_sent: dict[tuple[str, str], int] = {}  # long replies cut short by a 429
 
@@ -263,13 +260,9 @@ class TelegramAdapter(Adapter):
     async def handle(self, update: Update) -> None:
         """Act on one update. Raises only when the store cannot be reached."""
         self.received()
-        if update.update_id in self._seen:  # Telegram redelivered it (our 200 was lost)
-            self.ignored("duplicate")
-            return
+        # A redelivered update (our 200 was lost) is recognised by the store: its question
+        # is not queued again, its /help or /reset not answered again.
         await self._route(update)
-        self._seen[update.update_id] = None
-        if len(self._seen) > SEEN_UPDATES:
-            self._seen.popitem(last=False)
 
     async def _route(self, update: Update) -> None:
         msg = update.message

@@ -75,13 +75,8 @@ class MemoryStore:
         lim, now = self.limits, time.time()
         with self._lock:
             chat = self._chat(message.chat)
-            if message.message_id in chat.seen:
+            if not self._first_time(chat, message.message_id, now):
                 return Enqueued.DUPLICATE
-            chat.seen[message.message_id] = now
-            for old, at in list(chat.seen.items()):  # oldest first: dicts keep insertion order
-                if at > now - lim.dedup_window and len(chat.seen) <= lim.dedup_ids:
-                    break
-                del chat.seen[old]
             if lim.sender_rate > 0:
                 count, until = chat.rates.get(message.sender, (0, now + lim.rate_window))
                 if until <= now:
@@ -99,6 +94,18 @@ class MemoryStore:
                 if self._wake is not None:
                     self._wake.set()
             return Enqueued.QUEUED
+
+    def _first_time(self, chat: _Chat, message_id: str, now: float) -> bool:
+        """Remember a platform message id; False if it was seen within the dedup window."""
+        if message_id in chat.seen:
+            return False
+        chat.seen[message_id] = now
+        lim = self.limits
+        for old, at in list(chat.seen.items()):  # oldest first: dicts keep insertion order
+            if at > now - lim.dedup_window and len(chat.seen) <= lim.dedup_ids:
+                break
+            del chat.seen[old]
+        return True
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a chat becomes ready or after `timeout`."""
@@ -246,9 +253,14 @@ class MemoryStore:
             if wake is not None:
                 wake.set()
 
-    async def post(self, reply: Reply) -> None:
+    async def post(self, reply: Reply) -> bool:
+        now = time.time()
         with self._lock:
-            self._push_reply(self._chat(reply.chat), reply, time.time())
+            chat = self._chat(reply.chat)
+            if not self._first_time(chat, reply.in_reply_to, now):
+                return False
+            self._push_reply(chat, reply, now)
+            return True
 
     async def claim_replies(
         self, platform: str, max_chats: int, max_replies: int, limits: SendLimits

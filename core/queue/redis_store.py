@@ -318,14 +318,24 @@ class RedisStore:
         k = self.keys
         return [k.outbox(chat), k.outbox_ready(k.partition(chat), chat.platform)]
 
-    async def post(self, reply: Reply) -> None:
-        """Send `reply` after the chat's pending replies (an adapter's own answer)."""
-        chat = reply.chat
-        await self._run(
+    async def post(self, reply: Reply) -> bool:
+        """Send `reply` after the chat's pending replies (an adapter's own answer); False,
+        and nothing sent, when the message it answers was answered or queued before."""
+        chat, lim = reply.chat, self.limits
+        posted = await self._run(
             "POST",
-            self._outbox_keys(chat),
-            [str(chat), reply.to_json(), self._now(), self.keys.outbox_wake(chat.platform)],
+            [*self._outbox_keys(chat), self.keys.seen(chat)],
+            [
+                str(chat),
+                reply.to_json(),
+                self._now(),
+                self.keys.outbox_wake(chat.platform),
+                reply.in_reply_to,
+                _ms(lim.dedup_window),
+                lim.dedup_ids,
+            ],
         )
+        return bool(posted)
 
     async def claim_replies(
         self, platform: str, max_chats: int, max_replies: int, limits: SendLimits

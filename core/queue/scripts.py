@@ -163,14 +163,22 @@ return 'ok'
 
 # A reply made by an adapter itself (help text, a reset confirmation) joins the outbox
 # behind the chat's pending answers, so it is sent in order and within the rate limits.
+# The message it answers is remembered like an enqueued one: a platform redelivering the
+# message, to this process or to another after a restart, gets no second reply (returns 0).
 POST = """
-local outbox, outbox_ready, chat, reply, now, wake =
-  KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local outbox, outbox_ready, seen = KEYS[1], KEYS[2], KEYS[3]
+local chat, reply, now, wake, id, dedup_ms, seen_cap =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+if redis.call('ZSCORE', seen, id) then return 0 end
+redis.call('ZADD', seen, now, id)
+redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - dedup_ms)
+redis.call('ZREMRANGEBYRANK', seen, 0, -seen_cap - 1)
+redis.call('PEXPIRE', seen, dedup_ms)
 redis.call('RPUSH', outbox, reply)
 if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
   redis.call('PUBLISH', wake, chat)
 end
-return redis.call('LLEN', outbox)
+return 1
 """
 
 # Leases chats with due replies to one sender by moving their outbox-ready score past the

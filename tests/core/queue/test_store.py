@@ -237,6 +237,14 @@ async def test_a_dead_senders_lease_runs_out_and_its_late_ack_pops_nothing(store
     assert [r.text for r in await store.replies(A)] == ["later"]
 
 
+async def test_a_redelivered_message_gets_no_second_posted_reply(store) -> None:  # type: ignore[no-untyped-def]
+    help_request = msg(A, 7)
+    assert await store.post(Reply.to(help_request, "Ask me something"))
+    assert not await store.post(Reply.to(help_request, "Ask me something"))
+    assert await store.enqueue(help_request) == Enqueued.DUPLICATE
+    assert [r.text for r in await store.replies(A)] == ["Ask me something"]
+
+
 async def test_posted_replies_follow_the_pending_answers_and_wake_senders(store) -> None:  # type: ignore[no-untyped-def]
     waiter = asyncio.create_task(store.wait_for_replies("telegram", 5))
     await asyncio.sleep(0.05)
