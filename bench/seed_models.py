@@ -4,6 +4,9 @@
   `predict()` call for the encoder, then one `predict()` call per generated token.
 - `keras_baseline`: a straightforward Keras training set-up of parley's size: Keras GRU
   layers, every batch padded to the maximum lengths, full softmax, `model.fit`.
+- `seed_lstm`: the seed documents' chatbot model, a one-layer LSTM encoder-decoder without
+  attention, with the interface of parley's `Seq2Seq`, so that parley's trainer, decoder
+  and evaluation run it unchanged (for the reply-quality benchmark).
 """
 
 from __future__ import annotations
@@ -65,3 +68,79 @@ def keras_baseline(vocab: int, embed: int, enc_units: int, dec_units: int):  # t
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
     )
     return model
+
+
+SEED_UNITS = 256
+
+
+def seed_lstm_config(vocab_size: int):  # type: ignore[no-untyped-def]
+    """The seed model's sizes as a `ModelConfig` (full softmax, untied output layer)."""
+    from core.model.config import ModelConfig
+
+    return ModelConfig(
+        vocab_size=vocab_size,
+        embed_dim=SEED_UNITS,
+        encoder_units=SEED_UNITS,
+        decoder_units=SEED_UNITS,
+        dropout=0.0,
+        tie_embeddings=False,
+        sampled_softmax=0,
+    )
+
+
+def seed_lstm(config):  # type: ignore[no-untyped-def]
+    """One-layer LSTM encoder-decoder without attention; the encoder's final (h, c) starts
+    the decoder. `encode`/`step`/`project` follow `Seq2Seq`; the decoder state is [h; c]."""
+    import keras
+    import tensorflow as tf
+
+    from core.model.seq2seq import ArrayWeights
+    from core.model.tokenizer import PAD
+
+    class SeedLSTM(ArrayWeights, keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="seed_lstm")
+            self.config = config
+            units = config.decoder_units
+            self.embedding = keras.layers.Embedding(config.vocab_size, config.embed_dim)
+            self.encoder = keras.layers.LSTM(units, return_state=True, name="encoder")
+            self.decoder = keras.layers.LSTM(
+                units, return_sequences=True, return_state=True, name="decoder"
+            )
+            self.output_layer = keras.layers.Dense(config.vocab_size, name="output")
+
+        def build_all(self):  # type: ignore[no-untyped-def]
+            one = tf.ones([1, 1], tf.int32)
+            self.project(self((one, one)))
+            return self
+
+        def encode(self, source, training=False):  # type: ignore[no-untyped-def]
+            mask = tf.not_equal(source, PAD)
+            _, h, c = self.encoder(self.embedding(source), mask=mask, training=training)
+            memory = tf.zeros([tf.shape(source)[0], 1, 1])  # no attention: nothing to attend to
+            return memory, mask, tf.concat([h, c], axis=-1)
+
+        def call(self, inputs, training=False):  # type: ignore[no-untyped-def]
+            source, target_in = inputs
+            _, _, state = self.encode(source, training)
+            out, _, _ = self.decoder(
+                self.embedding(target_in),
+                initial_state=tf.split(state, 2, axis=-1),
+                mask=tf.not_equal(target_in, PAD),
+                training=training,
+            )
+            return out
+
+        def output_weights(self):  # type: ignore[no-untyped-def]
+            return tf.transpose(self.output_layer.kernel), self.output_layer.bias
+
+        def project(self, features):  # type: ignore[no-untyped-def]
+            return self.output_layer(features)
+
+        def step(self, token, state, memory, mask):  # type: ignore[no-untyped-def]
+            out, h, c = self.decoder(
+                self.embedding(token)[:, None], initial_state=tf.split(state, 2, axis=-1)
+            )
+            return self.project(out[:, 0]), tf.concat([h, c], axis=-1)
+
+    return SeedLSTM().build_all()

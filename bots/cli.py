@@ -23,6 +23,7 @@ EX_CONFIG = 78
 TRAIN_OPTIONS = {
     "epochs": "passes over the training data at most",
     "max_minutes": "stop after this much training time; 0 for no limit",
+    "max_cpu_minutes": "stop after this much CPU time (summed over cores); 0 for no limit",
     "patience": "stop after this many epochs without validation improvement",
     "batch_tokens": "padded tokens per batch",
     "learning_rate": "Adam's learning rate",
@@ -132,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--max-examples", type=int, default=None, help="test examples for perplexity (default: all)"
     )
-    ev.add_argument("--generate", type=int, default=500, help="test contexts to answer")
+    ev.add_argument(
+        "--words",
+        type=int,
+        default=50_000,
+        help="answer held-out contexts until the replies hold this many words; the "
+        "diversity figures are taken over them (default: 50000)",
+    )
     _decode_args(ev)
 
     worker = sub.add_parser(
@@ -286,9 +293,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from core.model.evaluation import evaluate, format_table
 
     responder = _responder(args.model, args, warm_up=False)
-    result = evaluate(
-        args.model, responder, max_examples=args.max_examples, max_generated=args.generate
-    )
+    result = evaluate(args.model, responder, max_examples=args.max_examples, words=args.words)
     print(format_table(result))
     print(f"(written to {args.model / 'eval.json'})")
     return 0

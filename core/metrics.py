@@ -41,6 +41,21 @@ def average_length(replies: Sequence[str]) -> float:
     return sum(len(words(r)) for r in replies) / len(replies) if replies else 0.0
 
 
+def first_words(replies: Sequence[str], count: int) -> list[str]:
+    """The replies up to `count` words in all (the last one cut short), as lower-case words
+    joined by spaces: diversity figures depend on how much text they are taken over, so
+    systems are compared on the same amount."""
+    out: list[str] = []
+    left = count
+    for reply in replies:
+        if left <= 0:
+            break
+        w = words(reply)[:left]
+        out.append(" ".join(w))
+        left -= len(w)
+    return out
+
+
 def bleu2(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Corpus BLEU with uniform 1- and 2-gram weights and add-one smoothing on 2-grams."""
     matches, totals = [0, 0], [0, 0]

@@ -2,67 +2,112 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from core import metrics
-from core.corpora import examples_from, load_corpus
+from core.corpora import Conversation, Example, Split, examples_from, load_corpus
 from core.model import artifact
 from core.model.batches import encode_examples
 from core.model.responder import Responder
+from core.text import words as text_words
 
 EVAL_FILE = "eval.json"
+WORDS = 50_000  # diversity figures are taken over this many generated words
+
+ReplyFn = Callable[[list[tuple[str, ...]]], list[str]]
+
+
+def held_out(split: Split, conversations: list[Conversation], turns: int) -> list[Example]:
+    """Test examples, then validation examples: contexts to answer until a system has
+    written enough words (short replies need more contexts)."""
+    return [
+        ex
+        for part in ("test", "valid")
+        for ex in examples_from(split.part(conversations, part), turns)
+    ]
+
+
+def answer_until(
+    reply: ReplyFn, examples: Sequence[Example], words: int, chunk: int = 256
+) -> list[str]:
+    """Replies to `examples` in order until they hold `words` words (or the examples end)."""
+    replies: list[str] = []
+    total = 0
+    for start in range(0, len(examples), chunk):
+        for text in reply([ex.context for ex in examples[start : start + chunk]]):
+            replies.append(text)
+            total += len(text_words(text))
+            if total >= words:
+                return replies
+    return replies
+
+
+def reply_metrics(
+    replies: Sequence[str], references: Sequence[str], words: int = WORDS
+) -> dict[str, Any]:
+    """Diversity over the first `words` words; length and BLEU-2 over every reply."""
+    text = metrics.first_words(replies, words)
+    return {
+        "replies": len(replies),
+        "words": sum(len(t.split()) for t in text),
+        "distinct_1": metrics.distinct(text, 1),
+        "distinct_2": metrics.distinct(text, 2),
+        "repeated_2gram_rate": metrics.repeated_ngram_rate(text, 2),
+        "blandness_top10": metrics.blandness(text),
+        "average_length": metrics.average_length(replies),
+        "reference_average_length": metrics.average_length(references[: len(replies)]),
+        "bleu_2": metrics.bleu2(replies, references[: len(replies)]),
+    }
+
+
+def seeded(responder: Responder) -> ReplyFn:
+    """`responder.reply` with a fixed seed per call, so that sampled figures repeat."""
+    calls = itertools.count(responder.options.seed or 1)
+    return lambda contexts: responder.reply(contexts, seed=next(calls))
 
 
 def evaluate(
     directory: Path,
     responder: Responder | None = None,
     max_examples: int | None = None,
-    max_generated: int = 500,
+    words: int = WORDS,
     samples: int = 6,
 ) -> dict[str, Any]:
-    """Evaluate on the test split saved with the model; writes eval.json beside it."""
+    """Perplexity on the test split saved with the model, and reply metrics over `words`
+    generated words (test contexts first); writes eval.json beside the model."""
     from core.model.training import make_eval_step, mean_loss
 
     directory = Path(directory)
     responder = responder or Responder.load(directory, warm_up=False)
     config = responder.meta.config
     split = artifact.load_split(directory)
-    test = examples_from(
-        split.part(load_corpus(responder.meta.corpus), "test"), config.context_turns
-    )
+    conversations = load_corpus(responder.meta.corpus)
+    test = examples_from(split.part(conversations, "test"), config.context_turns)
     if not test:
         raise ValueError(f"{directory}: the test split has no examples")
     encoded = encode_examples(responder.tokenizer, test[:max_examples], config)  # None: all
     loss = mean_loss(make_eval_step(responder.model), encoded)
-    generated = test[:max_generated]
+    contexts = held_out(split, conversations, config.context_turns)
     started = time.perf_counter()
-    # A fixed seed, so that the figures of a sampling model repeat from run to run.
-    replies = responder.reply([ex.context for ex in generated], seed=responder.options.seed or 1)
+    replies = answer_until(seeded(responder), contexts, words)
     seconds = time.perf_counter() - started
-    references = [ex.reply for ex in generated]
+    shown = list(zip(test, replies, strict=False))
     result = {
         "model": str(directory),
         "decoding": responder.options.to_dict(),
         "test_examples": len(encoded),
         "perplexity": math.exp(loss),
-        "generated": len(replies),
-        "distinct_1": metrics.distinct(replies, 1),
-        "distinct_2": metrics.distinct(replies, 2),
-        "repeated_2gram_rate": metrics.repeated_ngram_rate(replies, 2),
-        "blandness_top10": metrics.blandness(replies),
-        "average_length": metrics.average_length(replies),
-        "reference_average_length": metrics.average_length(references),
-        "bleu_2": metrics.bleu2(replies, references),
+        **reply_metrics(replies, [ex.reply for ex in contexts], words),
         "replies_per_second": len(replies) / seconds,
         "samples": [  # spread over the test conversations
             {"context": list(ex.context), "reference": ex.reply, "reply": reply}
-            for ex, reply in list(zip(generated, replies, strict=True))[
-                :: max(1, len(generated) // samples)
-            ][:samples]
+            for ex, reply in shown[:: max(1, len(shown) // samples)][:samples]
         ],
     }
     (directory / EVAL_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -83,8 +128,8 @@ def format_table(result: dict[str, Any]) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     lines = [
-        f"{result['model']}: {result['test_examples']} test examples, "
-        f"{result['generated']} generated ({result['decoding']['method']})"
+        f"{result['model']}: perplexity over {result['test_examples']} test examples, "
+        f"{result['replies']} replies ({result['words']} words) by {result['decoding']['method']}"
     ]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     lines.append("samples:")

@@ -18,7 +18,29 @@ from core.model.tokenizer import PAD
 NEG_INF = -1e9
 
 
-class Seq2Seq(keras.Model):
+class ArrayWeights:
+    """Weights travel as {path: array}; the paths are the layers' names, stable across runs."""
+
+    weights: list
+
+    def weight_dict(self, dtype=np.float32):
+        return {w.path: np.asarray(w.numpy(), dtype=dtype) for w in self.weights}
+
+    def assign_weights(self, arrays):
+        """Assign {path: array}; raises KeyError/ValueError naming what does not fit."""
+        mine = {w.path: w for w in self.weights}
+        missing = sorted(set(mine) - set(arrays))
+        extra = sorted(set(arrays) - set(mine))
+        if missing or extra:
+            raise KeyError(f"weights missing: {missing[:3]}, unexpected: {extra[:3]}")
+        for path, var in mine.items():
+            value = arrays[path]
+            if tuple(value.shape) != tuple(var.shape):
+                raise ValueError(f"weight {path} has shape {value.shape}, expected {var.shape}")
+            var.assign(value.astype(np.float32))
+
+
+class Seq2Seq(ArrayWeights, keras.Model):
     def __init__(self, config, **kwargs):
         super().__init__(name="seq2seq", **kwargs)
         self.config = config
@@ -93,20 +115,3 @@ class Seq2Seq(keras.Model):
 
     def get_config(self):
         return {"config": self.config.to_dict()}
-
-    # Weights travel as {path: array}; the paths are the layers' names, stable across runs.
-    def weight_dict(self, dtype=np.float32):
-        return {w.path: np.asarray(w.numpy(), dtype=dtype) for w in self.weights}
-
-    def assign_weights(self, arrays):
-        """Assign {path: array}; raises KeyError/ValueError naming what does not fit."""
-        mine = {w.path: w for w in self.weights}
-        missing = sorted(set(mine) - set(arrays))
-        extra = sorted(set(arrays) - set(mine))
-        if missing or extra:
-            raise KeyError(f"weights missing: {missing[:3]}, unexpected: {extra[:3]}")
-        for path, var in mine.items():
-            value = arrays[path]
-            if tuple(value.shape) != tuple(var.shape):
-                raise ValueError(f"weight {path} has shape {value.shape}, expected {var.shape}")
-            var.assign(value.astype(np.float32))

@@ -114,6 +114,7 @@ class Trainer:
             "best": math.inf,
             "bad_epochs": 0,
             "seconds": 0.0,
+            "cpu_seconds": 0.0,  # of the training steps, all threads
             "history": [],
         }
 
@@ -171,7 +172,7 @@ class Trainer:
                 with np.load(path / "optimizer.npz") as saved:
                     for i, var in enumerate(self.optimizer.variables):
                         var.assign(saved[f"arr_{i}"])
-                self.state = json.loads((path / "state.json").read_text())
+                self.state = {"cpu_seconds": 0.0, **json.loads((path / "state.json").read_text())}
                 return True
         return False
 
@@ -211,7 +212,10 @@ class Trainer:
         return self.state["bad_epochs"] >= self.opts.patience
 
     def _time_out(self):
-        return bool(self.opts.max_minutes) and self.state["seconds"] >= self.opts.max_minutes * 60
+        wall, cpu = self.opts.max_minutes, self.opts.max_cpu_minutes
+        return (bool(wall) and self.state["seconds"] >= wall * 60) or (
+            bool(cpu) and self.state["cpu_seconds"] >= cpu * 60
+        )
 
     def _epoch(self, stop):
         """One epoch from the saved position; False if a signal or the time budget cut it."""
@@ -227,12 +231,14 @@ class Trainer:
         )
         loss_sum, tokens, last_save = 0.0, 0, time.monotonic()
         started, start_seconds = time.monotonic(), self.state["seconds"]
+        started_cpu, start_cpu = time.process_time(), self.state["cpu_seconds"]
         for i in range(self.state["batch"], len(batches)):
             loss, n = self.train_step(*make_batch(self.train, batches[i]))
             loss_sum += float(loss) * int(n)
             tokens += int(n)
             elapsed = time.monotonic() - started
             self.state["seconds"] = start_seconds + elapsed
+            self.state["cpu_seconds"] = start_cpu + time.process_time() - started_cpu
             self.state["batch"] = i + 1
             bar.update(i + 1, [("loss", loss_sum / tokens), ("tok/s", tokens / max(elapsed, 1e-9))])
             if stop["signal"] is not None:
@@ -249,6 +255,7 @@ class Trainer:
             "valid_loss": valid_loss,
             "tokens_per_second": tokens / max(elapsed, 1e-9),
             "seconds": self.state["seconds"],
+            "cpu_seconds": self.state["cpu_seconds"],
         }
         self.state["history"].append(record)
         if valid_loss < self.state["best"]:
@@ -353,6 +360,7 @@ def train(corpus, out, config, options, decoding=None):
     meta.training = {
         "epochs": len(history),
         "seconds": round(trainer.state["seconds"], 1),
+        "cpu_seconds": round(trainer.state["cpu_seconds"], 1),
         "best_valid_loss": trainer.state["best"],
         "train_examples": len(parts["train"]),
         "parameters": int(sum(np.prod(w.shape) for w in model.weights)),

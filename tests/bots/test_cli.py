@@ -86,12 +86,13 @@ def test_bad_corpus_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFi
 def test_eval_prints_and_writes_metrics(
     tiny_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["eval", str(tiny_model), "--generate", "40", "--max-examples", "100"]) == 0
+    assert main(["eval", str(tiny_model), "--words", "300", "--max-examples", "100"]) == 0
     out = capsys.readouterr().out
     for label in ("perplexity", "distinct-1", "distinct-2", "repeated 2-gram rate", "samples:"):
         assert label in out
     result = json.loads((tiny_model / "eval.json").read_text())
-    assert result["generated"] == 40 and 1 < result["perplexity"] < 400
+    assert 0 < result["words"] <= 300 and result["replies"] <= result["words"]
+    assert 1 < result["perplexity"] < 400
     assert len(result["samples"]) == 6 and all(s["reply"] for s in result["samples"])
 
 

@@ -38,3 +38,10 @@ def test_bleu2() -> None:
     assert metrics.bleu2(["dog"], ["the cat sat"]) == 0.0
     partial = metrics.bleu2(["the cat ran"], ["the cat sat"])
     assert 0.0 < partial < 1.0
+
+
+def test_first_words_cuts_at_a_word_count() -> None:
+    assert metrics.first_words(["A b c", "d E", "f"], 4) == ["a b c", "d"]
+    assert metrics.first_words(["a b"], 10) == ["a b"]
+    assert metrics.first_words(["你好 x"], 2) == ["你 好"]
+    assert metrics.first_words(["a"], 0) == []

@@ -1,0 +1,348 @@
+"""Reply quality: parley against the seed models and a retrieval bot, one held-out split.
+
+    .venv/bin/python -m bench.quality [--budget 60] [--jobs 2]
+
+Trains, each with the same budget of CPU minutes (summed over cores, training steps only)
+and the same tokenizer, split and examples:
+- seed LSTM: the seed documents' model (one-layer LSTM encoder-decoder, no attention,
+  256 units, full softmax), decoded greedily;
+- parley: the attention model. With its training settings unchanged since the responder's
+  first version, the same weights also serve baseline 2, the first version's greedy
+  decoding, beside the decodings parley has now;
+and builds a retrieval bot (TF-IDF nearest neighbour over the training contexts' last
+turns, answering with the stored reply, as ChatterBot does).
+
+Every system answers the same held-out contexts of chitchat-dataset (the test split, then
+the validation split if needed) until it has written `--words` words; the diversity
+figures are taken over exactly that many words, BLEU-2 over the replies written.
+Trained models stay in `--work`; a later run reuses them and only evaluates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.corpora import Example
+from core.model.config import DecodeOptions
+from core.model.evaluation import ReplyFn
+
+CORPUS = "chitchat"
+WORK = Path(__file__).resolve().parent / "work"
+
+
+def train_parley(work: Path, budget: float) -> Path:
+    from core.model.config import ModelConfig, TrainOptions
+    from core.model.training import train
+
+    out = work / "parley"
+    if not _trained(out):
+        train(CORPUS, out, ModelConfig(), TrainOptions(epochs=100, max_cpu_minutes=budget))
+    return out
+
+
+def train_seed(work: Path, budget: float) -> Path:
+    """The seed LSTM, on parley's tokenizer, split and examples."""
+    import keras
+
+    from bench.seed_models import seed_lstm, seed_lstm_config
+    from core.corpora import examples_from, load_corpus
+    from core.model import artifact
+    from core.model.batches import encode_examples
+    from core.model.config import DecodeOptions, TrainOptions
+    from core.model.training import Trainer
+
+    out, source = work / "seed-lstm", work / "parley"
+    if _trained(out):
+        return out
+    while not (source / artifact.SPLIT).is_file():  # parley's run writes them first
+        time.sleep(5)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = artifact.load_tokenizer(source)
+    split = artifact.load_split(source)
+    tokenizer.save(out / artifact.TOKENIZER)
+    split.save(out / artifact.SPLIT)
+    config = seed_lstm_config(tokenizer.vocab_size)
+    conversations = load_corpus(CORPUS)
+    train_data, valid_data = (
+        encode_examples(
+            tokenizer, examples_from(split.part(conversations, part), config.context_turns), config
+        )
+        for part in ("train", "valid")
+    )
+    options = TrainOptions(epochs=100, max_cpu_minutes=budget)
+    keras.utils.set_random_seed(options.seed)
+    trainer = Trainer(seed_lstm(config), train_data, valid_data, out, options)
+    trainer.fit()
+    meta = artifact.ModelMeta(config, CORPUS, DecodeOptions(method="greedy", no_repeat_ngram=0))
+    meta.training = {
+        "epochs": len(trainer.state["history"]),
+        "seconds": round(trainer.state["seconds"], 1),
+        "cpu_seconds": round(trainer.state["cpu_seconds"], 1),
+        "best_valid_loss": trainer.state["best"],
+    }
+    artifact.write_meta(out, meta)
+    return out
+
+
+def _trained(directory: Path) -> bool:
+    try:
+        return bool(json.loads((directory / "parley.json").read_text()).get("training"))
+    except (OSError, ValueError):
+        return False
+
+
+TRAINERS = {"parley": train_parley, "seed-lstm": train_seed}
+
+
+def train_all(work: Path, budget: float, jobs: int) -> None:
+    """Train what is missing; with `jobs` > 1, in parallel processes of one thread each."""
+    missing = [name for name in TRAINERS if not _trained(work / name)]
+    if jobs <= 1:
+        for name in missing:
+            TRAINERS[name](work, budget)
+        return
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    command = [sys.executable, "-m", "bench.quality", "--work", str(work), "--budget", str(budget)]
+    procs = [subprocess.Popen([*command, "--train", name], env=env) for name in missing]
+    if any(p.wait() for p in procs):
+        raise SystemExit("a training run failed")
+
+
+# -- the systems -------------------------------------------------------------------------
+
+# Decodings spell out what they rely on, so that changing parley's defaults does not
+# change the baselines or the levers.
+PLAIN = {"min_length": 1, "no_repeat_ngram": 3, "candidates": 8, "length_bonus": 0.0}
+BASELINE2 = {**PLAIN, "method": "greedy"}  # the responder's first version, greedy decoding
+
+
+@dataclass
+class System:
+    name: str
+    reply: ReplyFn
+    model: Any = None  # a Seq2Seq-like model: its test perplexity is measured
+    cpu_minutes: float | None = None
+
+
+def load_seed(directory: Path) -> Any:
+    from bench.seed_models import seed_lstm
+    from core.model import artifact
+    from core.model.responder import Responder
+
+    meta = artifact.read_meta(directory)
+    model = seed_lstm(meta.config)
+    model.assign_weights(artifact.load_weights(directory / artifact.WEIGHTS))
+    return Responder(model, artifact.load_tokenizer(directory), meta)
+
+
+def systems(work: Path, parley: Any, seed: int = 0) -> list[System]:
+    """The baselines and parley, as it ships: the decoding its model directory names."""
+    from bench.retrieval import TfidfRetrieval
+    from core.corpora import examples_from, load_corpus
+    from core.model import artifact
+    from core.model.evaluation import seeded
+    from core.model.responder import Responder
+
+    def cpu(directory: Path) -> float:
+        return float(artifact.read_meta(directory).training["cpu_seconds"]) / 60
+
+    seed_lstm = load_seed(work / "seed-lstm")
+    first = Responder(
+        parley.model,
+        parley.tokenizer,
+        parley.meta,
+        DecodeOptions(**BASELINE2),  # type: ignore[arg-type]
+    )
+    split = artifact.load_split(work / "parley")
+    turns = parley.meta.config.context_turns
+    train = examples_from(split.part(load_corpus(CORPUS), "train"), turns)
+    return [
+        System(
+            "1. seed LSTM, no attention (greedy)",
+            seeded(seed_lstm),
+            seed_lstm.model,
+            cpu(work / "seed-lstm"),
+        ),
+        System(
+            "2. attention, first version (greedy)",
+            seeded(first),
+            parley.model,
+            cpu(work / "parley"),
+        ),
+        System("3. retrieval, TF-IDF", TfidfRetrieval(train, seed).reply),
+        System(
+            f"parley ({describe(parley.options)})",
+            seeded(parley),
+            parley.model,
+            cpu(work / "parley"),
+        ),
+    ]
+
+
+def describe(options: DecodeOptions) -> str:
+    o = options
+    if o.method == "rerank":
+        text = f"best of {o.candidates} samples (T {o.temperature:g}, top-p {o.top_p:g})"
+        text += f", anti-LM {o.anti_lm:g}"
+        text += f", length bonus {o.length_bonus:g}" if o.length_bonus else ""
+    elif o.method == "sample":
+        text = f"sampling, T {o.temperature:g}, top-p {o.top_p:g}"
+    elif o.method == "beam":
+        text = f"beam {o.beam_width}, length penalty {o.length_penalty:g}"
+    else:
+        text = "greedy"
+    if o.min_length > 1:
+        text += f", at least {o.min_length} tokens"
+    return text + ("" if o.no_repeat_ngram else ", no n-gram blocking")
+
+
+def perplexity(model: Any, tokenizer: Any, examples: list[Example]) -> float:
+    from core.model.batches import encode_examples
+    from core.model.training import make_eval_step, mean_loss
+
+    encoded = encode_examples(tokenizer, examples, model.config)
+    return math.exp(mean_loss(make_eval_step(model), encoded))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=WORK, help="where trained models stay")
+    parser.add_argument("--budget", type=float, default=60.0, help="CPU minutes per model")
+    parser.add_argument("--jobs", type=int, default=2, help="models trained at once")
+    parser.add_argument("--words", type=int, default=50_000, help="words each system writes")
+    parser.add_argument(
+        "--levers", action="store_true", help="also compare decodings on the validation split"
+    )
+    parser.add_argument("--train", choices=sorted(TRAINERS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.train:
+        TRAINERS[args.train](args.work, args.budget)
+        return
+    train_all(args.work, args.budget, args.jobs)
+    report(args.work, args.words, args.levers)
+
+
+# -- the report ------------------------------------------------------------------------------
+
+COLUMNS = (
+    "| system | train CPU-min | perplexity | distinct-1 | distinct-2 | repeated 2-grams "
+    "| top-10 share | words/reply | BLEU-2 |"
+)
+
+# Decoding levers, tried on the validation split with parley's trained model. Every
+# decoding keeps n-gram blocking (3) unless it says otherwise.
+LEVERS = (
+    {"method": "greedy", "no_repeat_ngram": 0},
+    {"method": "greedy"},
+    {"method": "beam"},
+    {"method": "beam", "length_penalty": 1.0, "min_length": 12},
+    {"method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 1},
+    {"method": "sample", "temperature": 1.0, "top_p": 0.95, "min_length": 1},
+    {"method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 12},
+    {"method": "sample", "temperature": 1.0, "top_p": 0.95, "min_length": 12},
+    {"method": "sample", "temperature": 1.0, "top_p": 1.0, "min_length": 12},
+    {"method": "sample", "temperature": 1.1, "top_p": 1.0, "min_length": 12},
+    {"method": "sample", "temperature": 1.0, "top_p": 1.0, "min_length": 16},
+    {"method": "rerank", "temperature": 1.0, "top_p": 1.0, "anti_lm": 0.5, "length_bonus": 1.0},
+    {"method": "rerank", "temperature": 1.0, "top_p": 1.0, "anti_lm": 0.5, "min_length": 12},
+)
+
+
+def row(name: str, m: dict[str, Any], ppl: float | None, cpu: float | None) -> str:
+    cells = [
+        name,
+        f"{cpu:.0f}" if cpu is not None else "",
+        f"{ppl:.1f}" if ppl is not None else "",
+        f"{m['distinct_1']:.3f}",
+        f"{m['distinct_2']:.3f}",
+        f"{m['repeated_2gram_rate']:.2%}",
+        f"{m['blandness_top10']:.1%}",
+        f"{m['average_length']:.1f}",
+        f"{m['bleu_2']:.4f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def report(work: Path, words: int, levers: bool) -> None:
+    from core.corpora import examples_from, load_corpus
+    from core.model import artifact
+    from core.model.evaluation import answer_until, held_out, reply_metrics
+    from core.model.responder import Responder
+
+    split = artifact.load_split(work / "parley")
+    conversations = load_corpus(CORPUS)
+    parley = Responder.load(work / "parley", DecodeOptions(), warm_up=False)  # as shipped
+    turns = parley.meta.config.context_turns
+    test = examples_from(split.part(conversations, "test"), turns)
+    contexts = held_out(split, conversations, turns)
+    references = [ex.reply for ex in contexts]
+    print(f"{len(test)} test examples; each system answers held-out contexts until {words} words")
+    lines = [COLUMNS, "|" + "---|" * 9]
+    answers: dict[str, list[str]] = {}
+    perplexities: dict[int, float] = {}
+    for system in systems(work, parley):
+        started = time.perf_counter()
+        replies = answer_until(system.reply, contexts, words)
+        ppl = None
+        if system.model is not None:
+            key = id(system.model)
+            if key not in perplexities:
+                perplexities[key] = perplexity(system.model, parley.tokenizer, test)
+            ppl = perplexities[key]
+        lines.append(
+            row(system.name, reply_metrics(replies, references, words), ppl, system.cpu_minutes)
+        )
+        answers[system.name] = replies
+        print(
+            f"  {system.name}: {len(replies)} replies in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+    print("\n".join(lines))
+    print_samples(test, answers)
+    if levers:
+        print_levers(parley, split.part(conversations, "valid"), words)
+
+
+def print_samples(test: list[Example], answers: dict[str, list[str]], count: int = 6) -> None:
+    shown = min(len(test), *(len(r) for r in answers.values()))
+    print("\nSample exchanges (test split, spread over its conversations):")
+    for i in range(0, shown, max(1, shown // count))[:count]:
+        print()
+        for turn in test[i].context:
+            print(f"> {turn}")
+        print(f"- reference: {test[i].reply}")
+        for name, replies in answers.items():
+            print(f"- {name.split(' (')[0]}: {replies[i]}")
+
+
+def print_levers(parley: Any, valid: list[Any], words: int) -> None:
+    from core.corpora import examples_from
+    from core.model.evaluation import answer_until, reply_metrics, seeded
+    from core.model.responder import Responder
+
+    examples = examples_from(valid, parley.meta.config.context_turns)
+    references = [ex.reply for ex in examples]
+    print(f"\nDecoding levers, parley's model on the validation split ({words} words each):")
+    lines = [COLUMNS, "|" + "---|" * 9]
+    for lever in LEVERS:
+        options = DecodeOptions(**{**PLAIN, **lever})  # type: ignore[arg-type]
+        responder = Responder(parley.model, parley.tokenizer, parley.meta, options)
+        replies = answer_until(seeded(responder), examples, words)
+        lines.append(
+            row(describe(responder.options), reply_metrics(replies, references, words), None, None)
+        )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
