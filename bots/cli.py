@@ -64,6 +64,7 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-width", type=int, help="beams for --method beam")
     p.add_argument("--temperature", type=float, help="for --method sample")
     p.add_argument("--top-p", type=float, help="nucleus size for --method sample")
+    p.add_argument("--min-length", type=int, help="shortest reply in tokens")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +207,7 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
         "beam_width": args.beam_width,
         "temperature": args.temperature,
         "top_p": args.top_p,
+        "min_length": args.min_length,
     }
     overrides.update({k: v for k, v in cli.items() if v is not None})
     try:

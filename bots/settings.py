@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     temperature: float | None = Field(None, gt=0)
     top_p: float | None = Field(None, gt=0, le=1)
     max_reply_tokens: int | None = Field(None, ge=1, le=256)
+    min_reply_tokens: int | None = Field(None, ge=1, le=256)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # the queue
@@ -173,6 +174,7 @@ class Settings(BaseSettings):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_length": self.max_reply_tokens,
+            "min_length": self.min_reply_tokens,
         }
         return {k: v for k, v in pairs.items() if v is not None}
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from core.errors import ModelFormatError
 
-DecodeMethod = Literal["greedy", "beam", "sample", "rerank"]
+DecodeMethod = Literal["greedy", "beam", "sample"]
 
 
 def _from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
@@ -56,19 +56,12 @@ class DecodeOptions:
     max_length: int = 32
     min_length: int = 1
     seed: int = 0  # for sampling: 0 draws a fresh seed per call, any other value repeats
-    # rerank: sample `candidates` replies and keep the one with the best score
-    #   log p(reply | context) - anti_lm * log p(reply | no context) + length_bonus * tokens
-    # (maximum mutual information with an anti-language-model term, Li et al. 2016).
-    candidates: int = 8
-    anti_lm: float = 0.5
-    length_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in get_args(DecodeMethod):
-            methods = ", ".join(get_args(DecodeMethod))
-            raise ValueError(f"decoding method must be one of {methods}, not {self.method!r}")
-        if min(self.beam_width, self.max_length, self.min_length, self.candidates) < 1:
-            raise ValueError("beam width, candidates, max length and min length must be at least 1")
+            raise ValueError(f"decoding method must be greedy, beam or sample, not {self.method!r}")
+        if self.beam_width < 1 or self.max_length < 1 or self.min_length < 1:
+            raise ValueError("beam width, max length and min length must be at least 1")
         if not 0 < self.top_p <= 1 or self.temperature <= 0:
             raise ValueError("top_p must be in (0, 1] and temperature above 0")
         if self.no_repeat_ngram == 1 or self.no_repeat_ngram < 0:

@@ -1,4 +1,4 @@
-"""Batched decoding: greedy, beam search, top-p sampling and reranked sampling.
+"""Batched decoding: greedy, beam search and top-p sampling, each one graph loop.
 
 Every method runs the whole reply inside one `tf.function` `tf.while_loop`, carrying the
 decoder state from step to step. The same rules bind all three:
@@ -6,8 +6,7 @@ decoder state from step to step. The same rules bind all three:
 - until a token with visible text is out, neither eos nor a bare word boundary may be
   chosen, so a reply is never empty;
 - with `no_repeat_ngram` = n, no n-gram of tokens appears twice in one reply.
-Outputs are token ids [B, max_length], padded after eos. Reranking samples several
-candidates per context in the same loop and scores them with the model in one pass.
+Outputs are token ids [B, max_length], padded after eos.
 """
 
 import tensorflow as tf
@@ -33,9 +32,6 @@ class Decoder(tf.Module):
         self.sample = tf.function(
             self._sample, input_signature=[source, length, real, real, seed], **compile_
         )
-        self.rerank = tf.function(
-            self._rerank, input_signature=[source, length, real, real, seed], **compile_
-        )
         self.model = model
         vocab = model.config.vocab_size
         content = tf.constant(content_mask, tf.bool)
@@ -52,9 +48,6 @@ class Decoder(tf.Module):
         self.beam_width = options.beam_width
         self.length_penalty = options.length_penalty
         self.min_length = options.min_length
-        self.candidates = options.candidates
-        self.anti_lm = options.anti_lm
-        self.length_bonus = options.length_bonus
 
     # -- shared step machinery -------------------------------------------------------------
 
@@ -99,9 +92,7 @@ class Decoder(tf.Module):
 
     # -- greedy and sampling ---------------------------------------------------------------
 
-    def _search(self, source, max_length, choose, scored=False):
-        """Tokens [B, max_length]; with `scored`, also (log p(reply | source),
-        log p(reply | no context)) per row, summed over the tokens as they are chosen."""
+    def _search(self, source, max_length, choose):
         memory, mask, state = self.model.encode(source)
         enc = (memory, mask)
         batch = tf.shape(source)[0]
@@ -109,35 +100,21 @@ class Decoder(tf.Module):
         token = tf.fill([batch], BOS)
         done = tf.zeros([batch], tf.bool)
         has_content = tf.zeros([batch], tf.bool)
-        sums = tf.zeros([2, batch])
-        generic_state = state  # carried along unused unless scored
-        if scored:  # the model reading an empty context: how likely a reply is anyway
-            generic_memory, generic_mask, generic_state = self.model.encode(
-                tf.fill([batch, 1], EOS)
-            )
 
-        def body(t, token, state, tokens, done, has_content, generic_state, sums):
+        def body(t, token, state, tokens, done, has_content):
             log_probs, state = self._log_probs(token, state, enc, tokens, t, has_content)
             nxt = tf.where(done, PAD, choose(log_probs, t))
-            if scored:
-                logits, generic_state = self.model.step(
-                    token, generic_state, generic_memory, generic_mask
-                )
-                both = tf.stack([log_probs, tf.nn.log_softmax(logits)])  # [2, B, V]
-                chosen = tf.gather(both, tf.tile(nxt[None, :, None], [2, 1, 1]), batch_dims=2)
-                sums += tf.where(done[None, :], 0.0, chosen[:, :, 0])
             tokens = self._write(tokens, t, nxt)
             has_content = tf.logical_or(has_content, tf.gather(self._content, nxt))
-            done = tf.logical_or(done, nxt == EOS)
-            return t + 1, nxt, state, tokens, done, has_content, generic_state, sums
+            return t + 1, nxt, state, tokens, tf.logical_or(done, nxt == EOS), has_content
 
-        def cond(t, token, state, tokens, done, *rest):
+        def cond(t, token, state, tokens, done, has_content):
             return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(done)))
 
-        loop = (tf.constant(0), token, state, tokens, done, has_content, generic_state, sums)
-        _, _, _, tokens, _, _, _, sums = tf.while_loop(cond, body, loop)
-        tokens = tokens[:, :max_length]
-        return (tokens, sums[0], sums[1]) if scored else tokens
+        _, _, _, tokens, _, _ = tf.while_loop(
+            cond, body, (tf.constant(0), token, state, tokens, done, has_content)
+        )
+        return tokens[:, :max_length]
 
     def _greedy(self, source, max_length):
         def choose(log_probs, t):
@@ -145,7 +122,7 @@ class Decoder(tf.Module):
 
         return self._search(source, max_length, choose)
 
-    def _sample(self, source, max_length, temperature, top_p, seed, scored=False):
+    def _sample(self, source, max_length, temperature, top_p, seed):
         """Top-p (nucleus) sampling with temperature; the same seed gives the same replies.
 
         The nucleus is taken among the `SAMPLE_CANDIDATES` most likely tokens: sorting the
@@ -161,7 +138,7 @@ class Decoder(tf.Module):
             pick = tf.random.stateless_categorical(top, 1, seed=tf.stack([seed, t]), dtype=tf.int32)
             return tf.gather(ids, pick, batch_dims=1)[:, 0]
 
-        return self._search(source, max_length, choose, scored)
+        return self._search(source, max_length, choose)
 
     def _beam(self, source, max_length):
         """Beam search; the finished beam with the best length-normalised score wins."""
@@ -207,19 +184,3 @@ class Decoder(tf.Module):
         penalty = tf.pow((5.0 + tf.reshape(lengths, [batch, k])) / 6.0, self.length_penalty)
         best = tf.argmax(scores / penalty, axis=-1, output_type=tf.int32)
         return tf.gather(tokens, tf.range(batch) * k + best)[:, :max_length]
-
-    # -- reranked sampling -----------------------------------------------------------------
-
-    def _rerank(self, source, max_length, temperature, top_p, seed):
-        """Sample `candidates` replies per context; keep the best by the MMI score."""
-        n = self.candidates
-        batch = tf.shape(source)[0]
-        repeated = tf.repeat(source, n, axis=0)
-        tokens, score, generic = self._sample(
-            repeated, max_length, temperature, top_p, seed, scored=True
-        )
-        score -= self.anti_lm * generic  # replies likely whatever was said are generic ones
-        if self.length_bonus:
-            score += self.length_bonus * tf.reduce_sum(tf.cast(tokens != PAD, tf.float32), -1)
-        best = tf.argmax(tf.reshape(score, [batch, n]), axis=-1, output_type=tf.int32)
-        return tf.gather(tokens, tf.range(batch) * n + best)

@@ -38,7 +38,7 @@ class Responder:
         self.options = options or meta.decoding
         self.max_batch = max_batch
         self.jit = jit  # XLA: several times faster per token on a CPU; see `_padded`
-        self._decoders: dict[tuple[Any, ...], Any] = {}
+        self._decoders: dict[tuple[int, int, float, int], Any] = {}
         self._content_mask = tokenizer.content_mask()
         self._lock = threading.Lock()
         self._rng = np.random.default_rng()
@@ -69,9 +69,6 @@ class Responder:
             options.beam_width,
             options.length_penalty,
             options.min_length,
-            options.candidates,
-            options.anti_lm,
-            options.length_bonus,
         )
         if key not in self._decoders:
             self._decoders[key] = Decoder(self.model, self._content_mask, options, self.jit)
@@ -111,7 +108,7 @@ class Responder:
             elif options.method == "beam":
                 out = decoder.beam(src, length)
             else:
-                out = (decoder.sample if options.method == "sample" else decoder.rerank)(
+                out = decoder.sample(
                     src,
                     length,
                     tf.constant(options.temperature, tf.float32),
@@ -130,13 +127,7 @@ class Responder:
         """One reply per context; `overrides` change decoding options for this call."""
         options = dataclasses.replace(self.options, **overrides) if overrides else self.options
         replies: list[str] = []
-        # Reranking decodes `candidates` rows per context.
-        step = (
-            max(1, self.max_batch // options.candidates)
-            if options.method == "rerank"
-            else self.max_batch
-        )
-        for start in range(0, len(contexts), step):
-            ids = self.generate_ids(self.encode(contexts[start : start + step]), options)
+        for start in range(0, len(contexts), self.max_batch):
+            ids = self.generate_ids(self.encode(contexts[start : start + self.max_batch]), options)
             replies.extend(self.ids_to_text(row) for row in ids)
         return replies

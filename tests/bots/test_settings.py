@@ -25,7 +25,12 @@ def test_env_example_lists_every_setting_and_loads(
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_DECODING", "sample")
     monkeypatch.setenv("PARLEY_TOP_P", "0.5")
-    assert load_settings().decode_overrides() == {"method": "sample", "top_p": 0.5}
+    monkeypatch.setenv("PARLEY_MIN_REPLY_TOKENS", "4")
+    assert load_settings().decode_overrides() == {
+        "method": "sample",
+        "top_p": 0.5,
+        "min_length": 4,
+    }
 
 
 @pytest.mark.parametrize(
