@@ -124,7 +124,7 @@ def train_all(work: Path, budget: float, jobs: int) -> None:
 PLAIN = {"min_length": 1, "no_repeat_ngram": 3}
 BASELINE2 = {**PLAIN, "method": "greedy"}  # the responder's first version, greedy decoding
 # What the bundled model ships with (its parley.json), chosen with the levers below.
-SHIPPED = {**PLAIN, "method": "sample", "temperature": 1.0, "top_p": 1.0, "min_length": 12}
+SHIPPED = {**PLAIN, "method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 12}
 
 
 @dataclass
@@ -243,6 +243,7 @@ COLUMNS = (
 LEVERS = (
     {"method": "greedy", "no_repeat_ngram": 0},
     {"method": "greedy"},
+    {"method": "beam"},
     {"method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 1},
     {"method": "sample", "temperature": 1.0, "top_p": 0.95, "min_length": 1},
     {"method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 12},

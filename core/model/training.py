@@ -115,6 +115,8 @@ class Trainer:
             "bad_epochs": 0,
             "seconds": 0.0,
             "cpu_seconds": 0.0,  # of the training steps, all threads
+            "epoch_loss": 0.0,  # summed loss and tokens of the epoch so far, across resumes
+            "epoch_tokens": 0,
             "history": [],
         }
 
@@ -172,7 +174,8 @@ class Trainer:
                 with np.load(path / "optimizer.npz") as saved:
                     for i, var in enumerate(self.optimizer.variables):
                         var.assign(saved[f"arr_{i}"])
-                self.state = {"cpu_seconds": 0.0, **json.loads((path / "state.json").read_text())}
+                saved = json.loads((path / "state.json").read_text())
+                self.state = {"cpu_seconds": 0.0, "epoch_loss": 0.0, "epoch_tokens": 0, **saved}
                 return True
         return False
 
@@ -229,18 +232,22 @@ class Trainer:
         bar = keras.utils.Progbar(
             len(batches), stateful_metrics=["loss", "tok/s"], verbose=1 if self.opts.verbose else 0
         )
-        loss_sum, tokens, last_save = 0.0, 0, time.monotonic()
+        loss_sum, tokens = self.state["epoch_loss"], self.state["epoch_tokens"]
+        session_tokens, last_save = 0, time.monotonic()
         started, start_seconds = time.monotonic(), self.state["seconds"]
         started_cpu, start_cpu = time.process_time(), self.state["cpu_seconds"]
         for i in range(self.state["batch"], len(batches)):
             loss, n = self.train_step(*make_batch(self.train, batches[i]))
             loss_sum += float(loss) * int(n)
             tokens += int(n)
+            session_tokens += int(n)
+            self.state["epoch_loss"], self.state["epoch_tokens"] = loss_sum, tokens
             elapsed = time.monotonic() - started
             self.state["seconds"] = start_seconds + elapsed
             self.state["cpu_seconds"] = start_cpu + time.process_time() - started_cpu
             self.state["batch"] = i + 1
-            bar.update(i + 1, [("loss", loss_sum / tokens), ("tok/s", tokens / max(elapsed, 1e-9))])
+            speed = session_tokens / max(elapsed, 1e-9)
+            bar.update(i + 1, [("loss", loss_sum / tokens), ("tok/s", speed)])
             if stop["signal"] is not None:
                 return False
             if self._time_out() and i + 1 < len(batches):
@@ -253,7 +260,7 @@ class Trainer:
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(tokens, 1),
             "valid_loss": valid_loss,
-            "tokens_per_second": tokens / max(elapsed, 1e-9),
+            "tokens_per_second": session_tokens / max(elapsed, 1e-9),
             "seconds": self.state["seconds"],
             "cpu_seconds": self.state["cpu_seconds"],
         }
@@ -266,6 +273,7 @@ class Trainer:
             self.state["bad_epochs"] += 1
         self.state["epoch"] = epoch + 1
         self.state["batch"] = 0
+        self.state["epoch_loss"], self.state["epoch_tokens"] = 0.0, 0
         artifact.save_history(self.dir, self.state["history"])
         sampled = 0 < self.model.config.sampled_softmax < self.model.config.vocab_size
         plot_losses(

@@ -84,3 +84,22 @@ def test_interrupted_training_resumes(synthetic_jsonl: Path, tmp_path: Path, how
     history = artifact.load_history(out)
     assert [h["epoch"] for h in history] == list(range(1, done + 3))
     assert not (out / "checkpoints").exists()
+
+
+def test_cpu_budget_stops_training_and_keeps_the_model(
+    synthetic_jsonl: Path, tmp_path: Path
+) -> None:
+    from core.model.config import ModelConfig, TrainOptions
+    from core.model.training import train
+
+    budget = 0.02  # CPU minutes: part of the first epoch
+    history = train(
+        f"jsonl:{synthetic_jsonl}",
+        tmp_path / "m",
+        ModelConfig(**TINY),
+        TrainOptions(epochs=50, batch_tokens=300, max_cpu_minutes=budget, verbose=False),
+    )
+    assert len(history) == 1  # stopped inside the first epoch, which was still validated
+    spent = artifact.read_meta(tmp_path / "m").training["cpu_seconds"]
+    assert budget * 60 <= spent < budget * 60 + 30  # the first step includes tracing
+    assert (tmp_path / "m" / artifact.WEIGHTS).is_file()
