@@ -102,7 +102,9 @@ def seed_lstm(config):  # type: ignore[no-untyped-def]
             super().__init__(name="seed_lstm")
             self.config = config
             units = config.decoder_units
-            self.embedding = keras.layers.Embedding(config.vocab_size, config.embed_dim)
+            self.embedding = keras.layers.Embedding(
+                config.vocab_size, config.embed_dim, name="embedding"
+            )
             self.encoder = keras.layers.LSTM(units, return_state=True, name="encoder")
             self.decoder = keras.layers.LSTM(
                 units, return_sequences=True, return_state=True, name="decoder"
