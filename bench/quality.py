@@ -1,6 +1,6 @@
 """Reply quality: parley against the seed models and a retrieval bot, one held-out split.
 
-    .venv/bin/python -m bench.quality [--budget 50] [--jobs 2]
+    .venv/bin/python -m bench.quality [--budget 50] [--jobs 2] [--levers]
 
 Trains, each with the same budget of CPU minutes (summed over cores, training steps only)
 and the same tokenizer, split and examples:
