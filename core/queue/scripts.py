@@ -4,10 +4,33 @@ Per-chat key names are built inside `claim` from the partition's chat prefix (AR
 shares the partition's hash tag, so every script stays within one Redis Cluster slot.
 """
 
+
+def _first_time(duplicate: str) -> str:
+    """Lua: remember the message `id` in the chat's `seen` set, pruned to the dedup window
+    (`dedup_ms`) and cap (`seen_cap`), or return `duplicate` if it is already there. The
+    embedded store's `MemoryStore._first_time` does the same."""
+    return f"""if redis.call('ZSCORE', seen, id) then return {duplicate} end
+redis.call('ZADD', seen, now, id)
+redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - dedup_ms)
+redis.call('ZREMRANGEBYRANK', seen, 0, -seen_cap - 1)
+redis.call('PEXPIRE', seen, dedup_ms)
+"""
+
+
+def _to_outbox(item: str, wake: str) -> str:
+    """Lua: append `item` to the chat's outbox; a chat that had nothing to send becomes
+    ready for the senders, and they are woken on the channel `wake`."""
+    return f"""redis.call('RPUSH', outbox, {item})
+if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
+  redis.call('PUBLISH', {wake}, chat)
+end
+"""
+
+
 # Dedup check, rate count, backlog check and push in one step: two deliveries of one
 # message cannot both pass the duplicate check, and a message arriving while its chat is
 # leased does not make the chat ready under the worker holding it.
-ENQUEUE = """
+ENQUEUE = f"""
 local inbox, seen, ready, leases, rate, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, id, payload = ARGV[1], ARGV[2], ARGV[3]
@@ -15,22 +38,13 @@ local now, backlog, dedup_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(AR
 local rate_limit, rate_ms, busy, seen_cap, wake =
   tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), ARGV[11]
 -- ARGV[12]: the channel that wakes the platform's senders
-if redis.call('ZSCORE', seen, id) then return 'duplicate' end
-redis.call('ZADD', seen, now, id)
-redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - dedup_ms)
-redis.call('ZREMRANGEBYRANK', seen, 0, -seen_cap - 1)
-redis.call('PEXPIRE', seen, dedup_ms)
-if rate_limit > 0 then
+{_first_time("'duplicate'")}if rate_limit > 0 then
   local n = redis.call('INCR', rate)
   if n == 1 then redis.call('PEXPIRE', rate, rate_ms) end
   if n > rate_limit then return 'rate_limited' end
 end
 if redis.call('LLEN', inbox) >= backlog then
-  redis.call('RPUSH', outbox, busy)
-  if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
-    redis.call('PUBLISH', ARGV[12], chat)
-  end
-  return 'busy'
+  {_to_outbox("busy", "ARGV[12]")}  return 'busy'
 end
 redis.call('RPUSH', inbox, payload)
 if not redis.call('ZSCORE', leases, chat) and redis.call('ZADD', ready, 'NX', now, chat) == 1 then
@@ -84,7 +98,7 @@ return out
 # The reply is published, the message removed and the context extended in one step: a
 # worker that dies at any point leaves all of it or none of it, and a worker whose lease
 # expired (its chat taken over by another) changes nothing, so a user sees one reply.
-COMPLETE = """
+COMPLETE = f"""
 local inbox, lease, leases, ready, context, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, token, id, reply, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -96,11 +110,7 @@ if not head or cjson.decode(head)['message_id'] ~= id then return 'lost' end
 redis.call('LPOP', inbox)
 redis.call('DEL', lease)
 redis.call('ZREM', leases, chat)
-redis.call('RPUSH', outbox, reply)
-if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
-  redis.call('PUBLISH', outbox_wake, chat)
-end
-if #ARGV > 9 then
+{_to_outbox("reply", "outbox_wake")}if #ARGV > 9 then
   for i = 10, #ARGV do redis.call('RPUSH', context, ARGV[i]) end
   redis.call('LTRIM', context, -max_turns, -1)
   local turns = redis.call('LRANGE', context, 0, -1)
@@ -121,7 +131,7 @@ return 'ok'
 # The responder raised. Below the attempt limit the message stays at the head and the
 # chat becomes ready again after a delay; at the limit the message moves to the
 # dead-letter list with the error, the asker gets a short apology, and the chat moves on.
-FAIL = """
+FAIL = f"""
 local inbox, lease, leases, ready, dead, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, token, id, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -134,12 +144,8 @@ local status = 'retry'
 if tonumber(redis.call('HGET', lease, 'attempts')) >= max_attempts then
   redis.call('LPOP', inbox)
   redis.call('DEL', lease)
-  redis.call('RPUSH', dead, cjson.encode({chat = chat, message = head, error = err, at = now}))
-  redis.call('RPUSH', outbox, apology)
-  if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
-    redis.call('PUBLISH', outbox_wake, chat)
-  end
-  status = 'dead'
+  redis.call('RPUSH', dead, cjson.encode({{chat = chat, message = head, error = err, at = now}}))
+  {_to_outbox("apology", "outbox_wake")}  status = 'dead'
   delay = 0
 else
   redis.call('HDEL', lease, 'token')
@@ -165,20 +171,11 @@ return 'ok'
 # behind the chat's pending answers, so it is sent in order and within the rate limits.
 # The message it answers is remembered like an enqueued one: a platform redelivering the
 # message, to this process or to another after a restart, gets no second reply (returns 0).
-POST = """
+POST = f"""
 local outbox, outbox_ready, seen = KEYS[1], KEYS[2], KEYS[3]
 local chat, reply, now, wake, id, dedup_ms, seen_cap =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-if redis.call('ZSCORE', seen, id) then return 0 end
-redis.call('ZADD', seen, now, id)
-redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - dedup_ms)
-redis.call('ZREMRANGEBYRANK', seen, 0, -seen_cap - 1)
-redis.call('PEXPIRE', seen, dedup_ms)
-redis.call('RPUSH', outbox, reply)
-if redis.call('ZADD', outbox_ready, 'NX', now, chat) == 1 then
-  redis.call('PUBLISH', wake, chat)
-end
-return 1
+{_first_time("0")}{_to_outbox("reply", "wake")}return 1
 """
 
 # Leases chats with due replies to one sender by moving their outbox-ready score past the
