@@ -21,8 +21,6 @@ Trained models stay in `--work`; a later run reuses them and only evaluates.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import subprocess
 import sys
@@ -54,11 +52,10 @@ def train_seed(work: Path, budget: float) -> Path:
     import keras
 
     from bench.seed_models import seed_lstm, seed_lstm_config
-    from core.corpora import examples_from, load_corpus
+    from core.corpora import load_corpus
     from core.model import artifact
-    from core.model.batches import encode_examples
-    from core.model.config import DecodeOptions, TrainOptions
-    from core.model.training import Trainer
+    from core.model.config import TrainOptions
+    from core.model.training import Trainer, encode_parts
 
     out, source = work / "seed-lstm", work / "parley"
     if _trained(out):
@@ -71,32 +68,24 @@ def train_seed(work: Path, budget: float) -> Path:
     tokenizer.save(out / artifact.TOKENIZER)
     split.save(out / artifact.SPLIT)
     config = seed_lstm_config(tokenizer.vocab_size)
-    conversations = load_corpus(CORPUS)
-    train_data, valid_data = (
-        encode_examples(
-            tokenizer, examples_from(split.part(conversations, part), config.context_turns), config
-        )
-        for part in ("train", "valid")
-    )
+    parts = encode_parts(tokenizer, split, load_corpus(CORPUS), config)
     options = TrainOptions(epochs=100, max_cpu_minutes=budget)
     keras.utils.set_random_seed(options.seed)
-    trainer = Trainer(seed_lstm(config), train_data, valid_data, out, options)
+    trainer = Trainer(seed_lstm(config), parts["train"], parts["valid"], out, options)
     trainer.fit()
     meta = artifact.ModelMeta(config, CORPUS, DecodeOptions(method="greedy", no_repeat_ngram=0))
-    meta.training = {
-        "epochs": len(trainer.state["history"]),
-        "seconds": round(trainer.state["seconds"], 1),
-        "cpu_seconds": round(trainer.state["cpu_seconds"], 1),
-        "best_valid_loss": trainer.state["best"],
-    }
+    meta.training = trainer.summary()
     artifact.write_meta(out, meta)
     return out
 
 
 def _trained(directory: Path) -> bool:
+    from core.errors import ModelFormatError
+    from core.model import artifact
+
     try:
-        return bool(json.loads((directory / "parley.json").read_text()).get("training"))
-    except (OSError, ValueError):
+        return bool(artifact.read_meta(directory).training)
+    except ModelFormatError:
         return False
 
 
@@ -146,10 +135,9 @@ def load_seed(directory: Path) -> Any:
     return Responder(model, artifact.load_tokenizer(directory), meta)
 
 
-def systems(work: Path, parley: Any, seed: int = 0) -> list[System]:
-    """The baselines and parley, as it ships: the decoding its model directory names."""
+def systems(work: Path, parley: Any, train: list[Example], seed: int = 0) -> list[System]:
+    """The baselines and parley with the decoding it ships (`parley.options`)."""
     from bench.retrieval import TfidfRetrieval
-    from core.corpora import examples_from, load_corpus
     from core.model import artifact
     from core.model.evaluation import seeded
     from core.model.responder import Responder
@@ -164,9 +152,6 @@ def systems(work: Path, parley: Any, seed: int = 0) -> list[System]:
         parley.meta,
         DecodeOptions(**BASELINE2),  # type: ignore[arg-type]
     )
-    split = artifact.load_split(work / "parley")
-    turns = parley.meta.config.context_turns
-    train = examples_from(split.part(load_corpus(CORPUS), "train"), turns)
     return [
         System(
             "1. seed LSTM, no attention (greedy)",
@@ -203,14 +188,6 @@ def describe(options: DecodeOptions) -> str:
     return text + ("" if o.no_repeat_ngram else ", no n-gram blocking")
 
 
-def perplexity(model: Any, tokenizer: Any, examples: list[Example]) -> float:
-    from core.model.batches import encode_examples
-    from core.model.training import make_eval_step, mean_loss
-
-    encoded = encode_examples(tokenizer, examples, model.config)
-    return math.exp(mean_loss(make_eval_step(model), encoded))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=WORK, help="where trained models stay")
@@ -233,10 +210,19 @@ def main() -> None:
 
 # -- the report ------------------------------------------------------------------------------
 
-COLUMNS = (
-    "| system | train CPU-min | perplexity | distinct-1 | distinct-2 | repeated 2-grams "
-    "| top-10 share | words/reply | BLEU-2 |"
-)
+METRICS = ("distinct-1", "distinct-2", "repeated 2-grams", "top-10 share", "words/reply", "BLEU-2")
+
+
+def cells(m: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        f"{m['distinct_1']:.3f}",
+        f"{m['distinct_2']:.3f}",
+        f"{m['repeated_2gram_rate']:.2%}",
+        f"{m['blandness_top10']:.1%}",
+        f"{m['average_length']:.1f}",
+        f"{m['bleu_2']:.4f}",
+    )
+
 
 # Decoding levers, tried on the validation split with parley's trained model. Every
 # decoding keeps n-gram blocking (3) unless it says otherwise.
@@ -254,26 +240,12 @@ LEVERS = (
 )
 
 
-def row(name: str, m: dict[str, Any], ppl: float | None, cpu: float | None) -> str:
-    cells = [
-        name,
-        f"{cpu:.0f}" if cpu is not None else "",
-        f"{ppl:.1f}" if ppl is not None else "",
-        f"{m['distinct_1']:.3f}",
-        f"{m['distinct_2']:.3f}",
-        f"{m['repeated_2gram_rate']:.2%}",
-        f"{m['blandness_top10']:.1%}",
-        f"{m['average_length']:.1f}",
-        f"{m['bleu_2']:.4f}",
-    ]
-    return "| " + " | ".join(cells) + " |"
-
-
 def report(work: Path, words: int, lever_words: int) -> None:
     """The table on the test split; with `lever_words`, the decoding levers too."""
+    from bench.common import table
     from core.corpora import examples_from, load_corpus
     from core.model import artifact
-    from core.model.evaluation import answer_until, held_out, reply_metrics
+    from core.model.evaluation import answer_until, held_out, perplexity, reply_metrics
     from core.model.responder import Responder
 
     split = artifact.load_split(work / "parley")
@@ -283,28 +255,27 @@ def report(work: Path, words: int, lever_words: int) -> None:
     test = examples_from(split.part(conversations, "test"), turns)
     contexts = held_out(split, conversations, turns)
     references = [ex.reply for ex in contexts]
+    train = examples_from(split.part(conversations, "train"), turns)
     print(f"{len(test)} test examples; each system answers held-out contexts until {words} words")
-    lines = [COLUMNS, "|" + "---|" * 9]
+    rows = []
     answers: dict[str, list[str]] = {}
     perplexities: dict[int, float] = {}
-    for system in systems(work, parley):
+    for system in systems(work, parley, train):
         started = time.perf_counter()
         replies = answer_until(system.reply, contexts, words)
-        ppl = None
+        ppl = cpu = ""
         if system.model is not None:
             key = id(system.model)
             if key not in perplexities:
-                perplexities[key] = perplexity(system.model, parley.tokenizer, test)
-            ppl = perplexities[key]
-        lines.append(
-            row(system.name, reply_metrics(replies, references, words), ppl, system.cpu_minutes)
-        )
+                perplexities[key] = perplexity(system.model, parley.tokenizer, test)[0]
+            ppl, cpu = f"{perplexities[key]:.1f}", f"{system.cpu_minutes:.0f}"
+        rows.append((system.name, cpu, ppl, *cells(reply_metrics(replies, references, words))))
         answers[system.name] = replies
         print(
             f"  {system.name}: {len(replies)} replies in {time.perf_counter() - started:.0f} s",
             file=sys.stderr,
         )
-    print("\n".join(lines))
+    print(table(rows, ("system", "train CPU-min", "perplexity", *METRICS)))
     print_latency(parley, [ex.context for ex in test[:60]])
     print_samples(test, answers)
     if lever_words:
@@ -313,16 +284,17 @@ def report(work: Path, words: int, lever_words: int) -> None:
 
 def print_latency(responder: Any, contexts: list[tuple[str, ...]]) -> None:
     """parley's default decoding, one context at a time, as a quiet chat sees it."""
+    from bench.common import pct
+
     responder.compile_shapes([1])
     times = []
     for context in contexts:
         started = time.perf_counter()
         responder.reply([context])
         times.append((time.perf_counter() - started) * 1000)
-    times.sort()
     print(
         f"\nparley's default decoding at batch 1, {len(times)} test contexts: "
-        f"p50 {times[len(times) // 2]:.1f} ms, p90 {times[int(len(times) * 0.9)]:.1f} ms"
+        f"p50 {pct(times, 50):.1f} ms, p90 {pct(times, 90):.1f} ms"
     )
 
 
@@ -339,6 +311,7 @@ def print_samples(test: list[Example], answers: dict[str, list[str]], count: int
 
 
 def print_levers(parley: Any, valid: list[Any], words: int) -> None:
+    from bench.common import table
     from core.corpora import examples_from
     from core.model.evaluation import answer_until, reply_metrics, seeded
     from core.model.responder import Responder
@@ -346,15 +319,15 @@ def print_levers(parley: Any, valid: list[Any], words: int) -> None:
     examples = examples_from(valid, parley.meta.config.context_turns)
     references = [ex.reply for ex in examples]
     print(f"\nDecoding levers, parley's model on the validation split ({words} words each):")
-    lines = [COLUMNS, "|" + "---|" * 9]
+    rows = []
     for lever in LEVERS:
         options = DecodeOptions(**{**PLAIN, **lever})  # type: ignore[arg-type]
         responder = Responder(parley.model, parley.tokenizer, parley.meta, options)
         replies = answer_until(seeded(responder), examples, words)
-        lines.append(
-            row(describe(responder.options), reply_metrics(replies, references, words), None, None)
+        rows.append(
+            (describe(responder.options), *cells(reply_metrics(replies, references, words)))
         )
-    print("\n".join(lines))
+    print(table(rows, ("decoding", *METRICS)))
 
 
 if __name__ == "__main__":

@@ -41,13 +41,12 @@ class TfidfRetrieval:
             t: (np.asarray(ids, np.int64), np.asarray(values, np.float32))
             for t, (ids, values) in postings.items()
         }
-        self.size = n
         self.rng = np.random.default_rng(seed)
 
     def best(self, message: str) -> int:
         """Index of the training example whose last context turn is nearest `message`."""
         query = {t: c * self.idf[t] for t, c in Counter(words(message)).items() if t in self.idf}
-        scores = np.zeros(self.size, np.float32)
+        scores = np.zeros(len(self.replies), np.float32)
         for term, weight in query.items():
             ids, values = self.postings[term]
             scores[ids] += weight * values  # ids are unique within a posting list

@@ -66,6 +66,14 @@ def reply_metrics(
     }
 
 
+def perplexity(model: Any, tokenizer: Any, examples: Sequence[Example]) -> tuple[float, int]:
+    """Token perplexity of a model (full softmax) over examples, and how many were scored."""
+    from core.model.training import make_eval_step, mean_loss
+
+    encoded = encode_examples(tokenizer, examples, model.config)
+    return math.exp(mean_loss(make_eval_step(model), encoded)), len(encoded)
+
+
 def seeded(responder: Responder) -> ReplyFn:
     """`responder.reply` with a fixed seed per call, so that sampled figures repeat."""
     calls = itertools.count(responder.options.seed or 1)
@@ -81,8 +89,6 @@ def evaluate(
 ) -> dict[str, Any]:
     """Perplexity on the test split saved with the model, and reply metrics over `words`
     generated words (test contexts first); writes eval.json beside the model."""
-    from core.model.training import make_eval_step, mean_loss
-
     directory = Path(directory)
     responder = responder or Responder.load(directory, warm_up=False)
     config = responder.meta.config
@@ -91,8 +97,7 @@ def evaluate(
     test = examples_from(split.part(conversations, "test"), config.context_turns)
     if not test:
         raise ValueError(f"{directory}: the test split has no examples")
-    encoded = encode_examples(responder.tokenizer, test[:max_examples], config)  # None: all
-    loss = mean_loss(make_eval_step(responder.model), encoded)
+    ppl, scored = perplexity(responder.model, responder.tokenizer, test[:max_examples])  # None: all
     contexts = held_out(split, conversations, config.context_turns)
     started = time.perf_counter()
     replies = answer_until(seeded(responder), contexts, words)
@@ -101,8 +106,8 @@ def evaluate(
     result = {
         "model": str(directory),
         "decoding": responder.options.to_dict(),
-        "test_examples": len(encoded),
-        "perplexity": math.exp(loss),
+        "test_examples": scored,
+        "perplexity": ppl,
         **reply_metrics(replies, [ex.reply for ex in contexts], words),
         "replies_per_second": len(replies) / seconds,
         "samples": [  # spread over the test conversations

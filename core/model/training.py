@@ -211,6 +211,17 @@ class Trainer:
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         return self.state["history"]
 
+    def summary(self):
+        """What parley.json records about the finished run."""
+        return {
+            "epochs": len(self.state["history"]),
+            "seconds": round(self.state["seconds"], 1),
+            "cpu_seconds": round(self.state["cpu_seconds"], 1),
+            "best_valid_loss": self.state["best"],
+            "train_examples": len(self.train),
+            "parameters": int(sum(np.prod(w.shape) for w in self.model.weights)),
+        }
+
     def _patience_out(self):
         return self.state["bad_epochs"] >= self.opts.patience
 
@@ -311,13 +322,25 @@ def plot_losses(history, path, train_label="train"):
     plt.close(fig)
 
 
+def encode_parts(tokenizer, split, conversations, config):
+    """{"train": Encoded, "valid": Encoded}: the examples of the split's two training parts."""
+    from core.corpora import examples_from
+    from core.model.batches import encode_examples
+
+    return {
+        name: encode_examples(
+            tokenizer, examples_from(split.part(conversations, name), config.context_turns), config
+        )
+        for name in ("train", "valid")
+    }
+
+
 def train(corpus, out, config, options, decoding=None):
     """Train a model on a corpus spec into directory `out`, resuming an interrupted run.
 
     Returns the training history. Raises `TrainingInterrupted` after saving a checkpoint.
     """
-    from core.corpora import Split, examples_from, load_corpus
-    from core.model.batches import encode_examples
+    from core.corpora import Split, load_corpus
     from core.model.config import DecodeOptions
     from core.model.seq2seq import Seq2Seq
     from core.model.tokenizer import Tokenizer
@@ -349,12 +372,7 @@ def train(corpus, out, config, options, decoding=None):
         tokenizer.save(out / artifact.TOKENIZER)
         split.save(out / artifact.SPLIT)
         artifact.write_meta(out, meta)
-    parts = {
-        name: encode_examples(
-            tokenizer, examples_from(split.part(conversations, name), config.context_turns), config
-        )
-        for name in ("train", "valid")
-    }
+    parts = encode_parts(tokenizer, split, conversations, config)
     log(
         f"{len(parts['train'])} training examples ({parts['train'].target_tokens} reply tokens), "
         f"{len(parts['valid'])} validation examples"
@@ -365,13 +383,6 @@ def train(corpus, out, config, options, decoding=None):
     model = Seq2Seq(config).build_all()
     trainer = Trainer(model, parts["train"], parts["valid"], out, options)
     history = trainer.fit()
-    meta.training = {
-        "epochs": len(history),
-        "seconds": round(trainer.state["seconds"], 1),
-        "cpu_seconds": round(trainer.state["cpu_seconds"], 1),
-        "best_valid_loss": trainer.state["best"],
-        "train_examples": len(parts["train"]),
-        "parameters": int(sum(np.prod(w.shape) for w in model.weights)),
-    }
+    meta.training = trainer.summary()
     artifact.write_meta(out, meta)
     return history
