@@ -27,6 +27,7 @@ TRAIN_OPTIONS = {
     "patience": "stop after this many epochs without validation improvement",
     "batch_tokens": "padded tokens per batch",
     "learning_rate": "Adam's learning rate",
+    "lr_decay": "factor applied to the learning rate after each epoch",
     "seed": "seeds the split, the shuffling and the initial weights",
 }
 MODEL_OPTIONS = {
@@ -120,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--corpus", default="chitchat", help=CORPUS_HELP)
     train.add_argument("--out", type=Path, required=True, help="model directory to create")
+    train.add_argument(
+        "--index-extra",
+        action="append",
+        default=[],
+        metavar="CORPUS",
+        help="a further corpus whose replies the bot may choose from (repeatable)",
+    )
     for name, text in {**TRAIN_OPTIONS, **MODEL_OPTIONS}.items():
         default = getattr(TrainOptions() if name in TRAIN_OPTIONS else ModelConfig(), name)
         train.add_argument(
@@ -128,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
             default=default,
             help=f"{text} (default: {default})",
         )
+
+    index = sub.add_parser(
+        "index",
+        help="(re)build a model's reply index and persona",
+        description="Index the replies of the model's training conversations (and of the "
+        "corpora given with --extra) for the bot to choose from, and add the default "
+        "persona.yml if the model has none. `parley train` does this when it finishes.",
+    )
+    index.add_argument("model", type=Path)
+    index.add_argument("--extra", action="append", default=[], metavar="CORPUS", help=CORPUS_HELP)
 
     ev = sub.add_parser("eval", help="perplexity and reply metrics on the held-out test split")
     ev.add_argument("model", type=Path)
@@ -200,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = True) -> Responder:
     settings = load_settings()
-    responder = Responder.load(model or settings.model, warm_up=False)
+    responder = Responder.load(model or settings.model, warm_up=False, name=settings.bot_name)
     overrides = settings.decode_overrides()
     cli = {
         "method": args.method,
@@ -283,11 +301,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = ModelConfig(**{name: getattr(args, name) for name in MODEL_OPTIONS})
     options = TrainOptions(**{name: getattr(args, name) for name in TRAIN_OPTIONS})
+    from core.model.indexing import build
+
     history = train(args.corpus, args.out, config, options)
     best = min(h["valid_loss"] for h in history) if history else float("nan")
+    index = build(args.out, args.index_extra)
     print(
-        f"model saved in {args.out} (best validation loss {best:.3f}); next: parley eval {args.out}"
+        f"model saved in {args.out} (best validation loss {best:.3f}, {len(index)} replies "
+        f"indexed); next: parley eval {args.out}"
     )
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from core.model.indexing import build
+
+    index = build(args.model, args.extra)
+    print(f"{len(index)} replies indexed in {args.model}; the persona is {args.model}/persona.yml")
     return 0
 
 
@@ -345,6 +375,7 @@ COMMANDS = {
     "web": cmd_web,
     "chat": cmd_chat,
     "train": cmd_train,
+    "index": cmd_index,
     "eval": cmd_eval,
     "worker": cmd_worker,
     "telegram": cmd_telegram,

@@ -56,6 +56,25 @@ def first_words(replies: Sequence[str], count: int) -> list[str]:
     return out
 
 
+# Words a sentence cannot end on: a reply stopping on one was cut off ("...the other
+# reason I"). A reply without a final mark can still be whole ("sounds good"), so marks
+# alone do not decide.
+_DANGLING = """a an the and but or nor so because if that which who whose to of in on at for
+from with by as than then i i'm my your our their his her its is are was were be been am
+will would can could should do does did have has had not very really just like"""
+DANGLING = frozenset(_DANGLING.split())
+
+
+def mid_sentence(replies: Sequence[str]) -> float:
+    """Share of replies that stop on a word no sentence ends with, or on a comma."""
+    cut = 0
+    for reply in replies:
+        text = reply.rstrip()
+        tail = words(text)[-1:] if text else []
+        cut += bool(text) and (text[-1] in ",;:-" or (bool(tail) and tail[0] in DANGLING))
+    return cut / len(replies) if replies else 0.0
+
+
 def bleu2(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Corpus BLEU with uniform 1- and 2-gram weights and add-one smoothing on 2-grams."""
     matches, totals = [0, 0], [0, 0]

@@ -12,7 +12,8 @@ KINDS = ("chitchat", "cornell", "chatterbot", "tsv", "jsonl")
 
 HELP = (
     "chitchat (the bundled chitchat-dataset, default) "
-    "| chatterbot:LANGUAGE (e.g. chatterbot:chinese) | chatterbot:FILE_OR_DIR.yml "
+    "| chatterbot:LANGUAGE[/TOPIC] (e.g. chatterbot:chinese, chatterbot:english/food) "
+    "| chatterbot:FILE_OR_DIR.yml "
     "| cornell:DIR | tsv:FILE | jsonl:FILE; "
     "a bare path is recognised by its extension or, for a folder, by its files"
 )
@@ -61,8 +62,11 @@ def load_corpus(spec: str) -> list[Conversation]:
             raise CorpusError(path, "cornell needs the folder holding movie_lines.txt")
         return loaders.load_cornell(path)
     if kind == "chatterbot":
-        if not path.exists() and "/" not in arg:
-            path = loaders.chatterbot_language_dir(arg)
+        if not path.exists() and arg.count("/") <= 1:  # LANGUAGE or LANGUAGE/TOPIC
+            language, _, topic = arg.partition("/")
+            path = loaders.chatterbot_language_dir(language)
+            if topic:
+                path = path / f"{topic}.yml"
         return loaders.load_chatterbot(path)
     if kind == "tsv":
         return loaders.load_tsv(path)

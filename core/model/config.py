@@ -56,6 +56,17 @@ class DecodeOptions:
     max_length: int = 32
     min_length: int = 1
     seed: int = 0  # for sampling: 0 draws a fresh seed per call, any other value repeats
+    # Choosing among candidates (the reply index's and `samples` generated ones): score =
+    # match similarity + pmi_weight * (log p(reply | context) - prior_weight * log p(reply)),
+    # log-probabilities per token, among the candidates whose pointwise mutual information
+    # log p(reply | context) - log p(reply) is at least min_pmi (all of them if none is):
+    # a reply the conversation makes no likelier is one that would fit anywhere.
+    # candidates = 0 turns the index off: generated replies only.
+    candidates: int = 40
+    samples: int = 4
+    pmi_weight: float = 0.5
+    prior_weight: float = 0.5
+    min_pmi: float = 0.3
 
     def __post_init__(self) -> None:
         if self.method not in get_args(DecodeMethod):
@@ -64,6 +75,8 @@ class DecodeOptions:
             raise ValueError("beam width, max length and min length must be at least 1")
         if not 0 < self.top_p <= 1 or self.temperature <= 0:
             raise ValueError("top_p must be in (0, 1] and temperature above 0")
+        if self.candidates < 0 or self.samples < 1:
+            raise ValueError("candidates must be 0 (off) or more, samples at least 1")
         if self.no_repeat_ngram == 1 or self.no_repeat_ngram < 0:
             raise ValueError("no_repeat_ngram must be 0 (off) or at least 2")
 
@@ -83,6 +96,7 @@ class TrainOptions:
     batch_tokens: int = 6000  # padded source + target tokens per batch
     max_batch: int = 128
     learning_rate: float = 2e-3
+    lr_decay: float = 1.0  # the learning rate is multiplied by this after every epoch
     clip_norm: float = 1.0
     patience: int = 2  # epochs without validation improvement before stopping
     checkpoint_minutes: float = 5.0

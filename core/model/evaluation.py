@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import metrics
 from core.corpora import Conversation, Example, Split, examples_from, load_corpus
 from core.model import artifact
@@ -63,7 +65,73 @@ def reply_metrics(
         "average_length": metrics.average_length(replies),
         "reference_average_length": metrics.average_length(references[: len(replies)]),
         "bleu_2": metrics.bleu2(replies, references[: len(replies)]),
+        "embedding_similarity": meaning_similarity(replies, references[: len(replies)]),
+        "mid_sentence": metrics.mid_sentence(replies),
     }
+
+
+RankFn = Callable[[tuple[str, ...], list[Example]], np.ndarray]
+HITS_EXAMPLES = 500  # test contexts ranked for hits@1
+HITS_CANDIDATES = 20
+
+
+def hits_at_1(
+    rank: RankFn, examples: Sequence[Example], count: int = HITS_EXAMPLES, seed: int = 0
+) -> float:
+    """Hits@1 of 20: how often a system's own scorer ranks the true reply first among it
+    and 19 replies to other held-out contexts (ties count as misses)."""
+    rng = np.random.default_rng(seed)
+    examples = list(examples)
+    picked = rng.choice(len(examples), size=min(count, len(examples)), replace=False)
+    hits = 0
+    for i in picked:
+        others = rng.choice(len(examples) - 1, size=HITS_CANDIDATES - 1, replace=False)
+        pool = [examples[i]] + [examples[j + (j >= i)] for j in others]
+        scores = np.asarray(rank(examples[i].context, pool))
+        hits += bool(scores[0] > scores[1:].max())
+    return hits / len(picked) if len(picked) else 0.0
+
+
+def responder_rank(responder: Responder) -> RankFn:
+    """Rank candidates as the responder chooses replies: match plus mutual information."""
+    from core.model.responder import Candidate
+    from core.text import last_sentences
+
+    def rank(context: tuple[str, ...], pool: list[Example]) -> np.ndarray:
+        turns = list(context)[-responder.meta.config.context_turns :]
+        pairs = [(last_sentences(ex.context[-1], 20), ex.reply) for ex in pool]
+        similar = (
+            responder.index.similarity(turns, pairs)
+            if responder.index is not None
+            else np.zeros(len(pool))
+        )
+        candidates = [Candidate(ex.reply, float(s)) for ex, s in zip(pool, similar, strict=True)]
+        return responder.rank([turns], [candidates])[0]
+
+    return rank
+
+
+def likelihood_rank(responder: Responder) -> RankFn:
+    """Rank candidates by the model's per-token log p(reply | context) alone."""
+
+    def rank(context: tuple[str, ...], pool: list[Example]) -> np.ndarray:
+        return responder.log_probs(
+            responder.encode([context]), [ex.reply for ex in pool], len(pool)
+        )
+
+    return rank
+
+
+def meaning_similarity(replies: Sequence[str], references: Sequence[str]) -> float | None:
+    """Mean GloVe embedding-average cosine of replies to references; None without GloVe."""
+    from core.embeddings import WordVectors
+    from core.errors import ParleyError
+
+    try:
+        vectors = WordVectors.glove()
+    except ParleyError:
+        return None
+    return vectors.mean_similarity(replies, references)
 
 
 def perplexity(model: Any, tokenizer: Any, examples: Sequence[Example]) -> tuple[float, int]:
@@ -98,6 +166,7 @@ def evaluate(
     if not test:
         raise ValueError(f"{directory}: the test split has no examples")
     ppl, scored = perplexity(responder.model, responder.tokenizer, test[:max_examples])  # None: all
+    hits = hits_at_1(responder_rank(responder), test)
     contexts = held_out(split, conversations, config.context_turns)
     started = time.perf_counter()
     replies = answer_until(seeded(responder), contexts, words)
@@ -108,6 +177,7 @@ def evaluate(
         "decoding": responder.options.to_dict(),
         "test_examples": scored,
         "perplexity": ppl,
+        "hits_at_1": hits,
         **reply_metrics(replies, [ex.reply for ex in contexts], words),
         "replies_per_second": len(replies) / seconds,
         "samples": [  # spread over the test conversations
@@ -119,9 +189,16 @@ def evaluate(
     return result
 
 
+def _maybe(value: float | None) -> str:
+    return "n/a (pip install -e '.[eval]')" if value is None else f"{value:.3f}"
+
+
 def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("perplexity (test)", f"{result['perplexity']:.1f}"),
+        ("hits@1 of 20 (test)", f"{result['hits_at_1']:.1%}"),
+        ("embedding similarity to reference", _maybe(result["embedding_similarity"])),
+        ("replies cut mid-sentence", f"{result['mid_sentence']:.1%}"),
         ("distinct-1", f"{result['distinct_1']:.3f}"),
         ("distinct-2", f"{result['distinct_2']:.3f}"),
         ("repeated 2-gram rate", f"{result['repeated_2gram_rate']:.2%}"),

@@ -1,4 +1,17 @@
-"""Replies for many conversations at once, from a model directory."""
+"""Replies for many conversations at once, from a model directory.
+
+How a reply is chosen, for each conversation:
+1. Persona: a question the persona file knows ("what's your name?", "thanks!") gets one
+   of its answers, in character every time.
+2. Language: a message in a script the model was not trained on gets the persona's
+   short note saying which language the bot speaks.
+3. Candidates: replies people gave to messages like this one (the reply index), and a few
+   the model writes itself, cut at their last complete sentence.
+4. The model chooses: every candidate is scored by how well it matches and by how much
+   more likely the model finds it after this conversation than after none (maximum
+   mutual information), in one batched pass; the best one is the reply.
+A model directory without an index answers with generated candidates alone.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +26,23 @@ import numpy as np
 from core.model import artifact
 from core.model.batches import pad
 from core.model.config import DecodeOptions
+from core.model.index import FILE as INDEX_FILE
+from core.model.index import Hit, ReplyIndex, script
+from core.model.persona import FILE as PERSONA_FILE
+from core.model.persona import Persona
 from core.model.tokenizer import EOS, PAD
+from core.text import ends_sentence, normalize, sentences
+
+SCORE_ROWS = 256  # candidate rows per scoring pass: bounds the [rows, length, vocab] logits
+FOREIGN = 0.5  # a message with less than this share of letters in the model's scripts
+UNINFORMED = 100.0  # how far a candidate below min_pmi ranks behind one above it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    text: str
+    similarity: float  # how well the message matched the one this reply answered
+    prior: float | None = None  # log p(text) per token with no context, if known
 
 
 class Responder:
@@ -31,6 +60,9 @@ class Responder:
         options: DecodeOptions | None = None,
         max_batch: int = 64,
         jit: bool = True,
+        index: ReplyIndex | None = None,
+        persona: Persona | None = None,
+        name: str = "parley",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -38,20 +70,34 @@ class Responder:
         self.options = options or meta.decoding
         self.max_batch = max_batch
         self.jit = jit  # XLA: several times faster per token on a CPU; see `_padded`
+        self.index = index
+        self.persona = persona
+        self.name = name
         self._decoders: dict[tuple[int, int, float, int], Any] = {}
+        self._scorer: Any = None
         self._content_mask = tokenizer.content_mask()
         self._lock = threading.Lock()
         self._rng = np.random.default_rng()
 
     @classmethod
     def load(
-        cls, directory: Path, options: DecodeOptions | None = None, warm_up: bool = True
+        cls,
+        directory: Path,
+        options: DecodeOptions | None = None,
+        warm_up: bool = True,
+        name: str = "parley",
     ) -> Responder:
-        model, tokenizer, meta = artifact.load_model(Path(directory))
-        responder = cls(model, tokenizer, meta, options)
+        directory = Path(directory)
+        model, tokenizer, meta = artifact.load_model(directory)
+        index_path, persona_path = directory / INDEX_FILE, directory / PERSONA_FILE
+        index = ReplyIndex.load(index_path) if index_path.exists() else None
+        persona = Persona.load(persona_path, index) if persona_path.exists() else None
+        responder = cls(model, tokenizer, meta, options, index=index, persona=persona, name=name)
         if warm_up:  # trace the decode graph now, not on the first user's message
             responder.reply([["hello"]])
         return responder
+
+    # -- generation ------------------------------------------------------------------------
 
     def compile_shapes(self, batch_sizes: Sequence[int]) -> None:
         """Compile the decoder for these batch sizes at every context length now, so that
@@ -123,11 +169,145 @@ class Responder:
             ids = ids[: ids.index(EOS)]
         return str(self.tokenizer.decode(i for i in ids if i != PAD))
 
-    def reply(self, contexts: Sequence[Sequence[str]], **overrides: Any) -> list[str]:
-        """One reply per context; `overrides` change decoding options for this call."""
+    def complete_text(self, row: np.ndarray) -> str:
+        """The reply a row spells, without a sentence cut off by the length limit: a reply
+        that ended by itself is whole; one that ran out keeps its complete sentences."""
+        text = self.ids_to_text(row)
+        if EOS in row.tolist() or ends_sentence(text):
+            return text
+        return " ".join(sentences(text)[:-1]) or text  # never empty, even if never whole
+
+    def generate(self, contexts: Sequence[Sequence[str]], **overrides: Any) -> list[str]:
+        """The decoder's own reply per context, with no candidates to choose from."""
         options = dataclasses.replace(self.options, **overrides) if overrides else self.options
         replies: list[str] = []
         for start in range(0, len(contexts), self.max_batch):
             ids = self.generate_ids(self.encode(contexts[start : start + self.max_batch]), options)
-            replies.extend(self.ids_to_text(row) for row in ids)
+            replies.extend(self.complete_text(row) for row in ids)
         return replies
+
+    # -- choosing --------------------------------------------------------------------------
+
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from core.model.scoring import Scorer
+
+            self._scorer = Scorer(self.model)
+        return self._scorer
+
+    def log_probs(self, source: np.ndarray, replies: Sequence[str], copies: int) -> np.ndarray:
+        """Per-token log p(reply | its source row) for `copies` replies per source row."""
+        import tensorflow as tf
+
+        from core.model.scoring import encode_replies
+
+        targets, lengths = encode_replies(
+            self.tokenizer, replies, self.meta.config.max_reply_tokens
+        )
+        with self._lock:
+            total = self.scorer().log_probs(tf.constant(source), tf.constant(targets))
+        return np.asarray(total) / lengths
+
+    def priors(self, replies: Sequence[str]) -> np.ndarray:
+        """Per-token log p(reply) after an empty conversation, in passes of SCORE_ROWS."""
+        out = []
+        for start in range(0, len(replies), SCORE_ROWS):
+            chunk = list(replies[start : start + SCORE_ROWS])
+            source = np.full((len(chunk), 1), EOS, np.int32)  # an empty context
+            out.append(self.log_probs(source, chunk, 1))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def is_foreign(self, message: str) -> bool:
+        """Whether the message is written mostly in scripts the model never saw."""
+        known = self.index.scripts if self.index else frozenset()
+        letters = [s for s in map(script, message) if s]
+        if not known or len(letters) < 2:
+            return False
+        return sum(s in known for s in letters) < FOREIGN * len(letters)
+
+    def candidates(self, turns: Sequence[str], options: DecodeOptions) -> list[Candidate]:
+        """Persona answers the message is near, and the index's replies for these turns,
+        without anything already said in them."""
+        near = self.persona.candidates(turns[-1], self.name) if self.persona else []
+        pool = [Candidate(text, similarity) for text, similarity in near]
+        if self.index is not None and options.candidates:
+            hits: list[Hit] = self.index.search(turns, options.candidates)
+            pool += [
+                Candidate(h.text, h.similarity, float(self.index.prior[h.position])) for h in hits
+            ]
+        said = {normalize(t).lower() for t in turns}
+        return [c for c in pool if normalize(c.text).lower() not in said]
+
+    def reply(self, contexts: Sequence[Sequence[str]], **overrides: Any) -> list[str]:
+        """One reply per context; `overrides` change decoding options for this call."""
+        options = dataclasses.replace(self.options, **overrides) if overrides else self.options
+        rng = np.random.default_rng(options.seed or None)
+        keep = self.meta.config.context_turns
+        replies: list[str | None] = []
+        pools: list[list[Candidate]] = []
+        for context in contexts:
+            turns = [t for t in context][-keep:] or [""]
+            fixed = self.persona.answer(turns[-1], self.name, rng) if self.persona else None
+            if fixed is None and self.persona and self.is_foreign(turns[-1]):
+                fixed = self.persona.language_reply.replace("{name}", self.name) or None
+            replies.append(fixed)
+            pools.append([] if fixed is not None else self.candidates(turns, options))
+        todo = [i for i, r in enumerate(replies) if r is None]
+        if todo:
+            written = self.generate(
+                [contexts[i] for i in todo for _ in range(options.samples)], **overrides
+            )
+            for n, i in enumerate(todo):
+                own = written[n * options.samples : (n + 1) * options.samples]
+                pools[i] += [Candidate(t, 0.0) for t in dict.fromkeys(own) if t]
+            for i, text in zip(
+                todo,
+                self.choose([contexts[i] for i in todo], [pools[i] for i in todo], options, rng),
+                strict=True,
+            ):
+                replies[i] = text
+        return [r or "" for r in replies]
+
+    def choose(
+        self,
+        contexts: Sequence[Sequence[str]],
+        pools: Sequence[list[Candidate]],
+        options: DecodeOptions,
+        rng: np.random.Generator,
+    ) -> list[str]:
+        """The best candidate of each pool (ties drawn at random)."""
+        chosen = []
+        for pool, scores in zip(pools, self.rank(contexts, pools, options), strict=True):
+            if not pool:
+                chosen.append("")
+                continue
+            best = np.flatnonzero(scores >= scores.max() - 1e-6)
+            chosen.append(pool[int(rng.choice(best))].text)
+        return chosen
+
+    def rank(
+        self,
+        contexts: Sequence[Sequence[str]],
+        pools: Sequence[list[Candidate]],
+        options: DecodeOptions | None = None,
+    ) -> list[np.ndarray]:
+        """Each pool's scores, higher is better: match similarity plus mutual information
+        (see `DecodeOptions`), all candidates of several contexts in one scoring pass."""
+        options = options or self.options
+        width = max(1, max((len(p) for p in pools), default=1))
+        per_pass = max(1, SCORE_ROWS // width)
+        out: list[np.ndarray] = []
+        for start in range(0, len(pools), per_pass):
+            group = [p or [Candidate("", 0.0)] for p in pools[start : start + per_pass]]
+            texts = [p[j % len(p)].text for p in group for j in range(width)]
+            cond = self.log_probs(self.encode(contexts[start : start + per_pass]), texts, width)
+            unknown = list(dict.fromkeys(c.text for p in group for c in p if c.prior is None))
+            prior_of = dict(zip(unknown, self.priors(unknown), strict=True)) if unknown else {}
+            for g, pool in enumerate(group):
+                lp = cond[g * width : g * width + len(pool)]
+                prior = np.array([prior_of[c.text] if c.prior is None else c.prior for c in pool])
+                sim = np.array([c.similarity for c in pool])
+                scores = sim + options.pmi_weight * (lp - options.prior_weight * prior)
+                # below min_pmi: ranked after every candidate that reaches it
+                out.append(np.where(lp - prior >= options.min_pmi, scores, scores - UNINFORMED))
+        return [scores[: len(p)] for scores, p in zip(out, pools, strict=True)]

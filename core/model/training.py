@@ -234,6 +234,7 @@ class Trainer:
     def _epoch(self, stop):
         """One epoch from the saved position; False if a signal or the time budget cut it."""
         epoch = self.state["epoch"]
+        self.optimizer.learning_rate.assign(self.opts.learning_rate * self.opts.lr_decay**epoch)
         batches = bucketed(
             self.train,
             self.opts.batch_tokens,
