@@ -1,7 +1,10 @@
-"""Decode speed: parley's graph decoder against the seed recipe (a predict() per token).
+"""Decode speed: parley's graph decoder against the seed recipe (a predict() per token),
+then the whole responder as it answers people.
 
-Prints p50/p95 latency at batch 1 and replies/s at batch 32, for greedy and beam search,
-every reply forced to the same length so that both sides produce the same number of tokens.
+The first table: p50/p95 latency at batch 1 and replies/s at batch 32, for greedy, beam
+search and sampling, every reply forced to the same length so that both sides produce
+the same number of tokens. The second: the default responder (persona, index search,
+generated candidates, the model's ranking) on everyday messages, stage by stage.
 
     .venv/bin/python -m bench.decode [--model models/default] [--length 16] [--repeat 30]
 """
@@ -21,6 +24,62 @@ PROMPTS = [
     "i just got back from a long trip to the mountains",
     "do you like pizza?",
 ]
+# Messages the persona does not answer, so that every one goes through the whole pipeline.
+MESSAGES = [
+    "i just got back from a long trip to the mountains",
+    "do you like pizza?",
+    "what did you do last weekend?",
+    "my sister is visiting next week",
+    "any good movies out right now?",
+    "i think it's going to rain all day",
+    "what kind of music do you listen to?",
+    "we should get lunch sometime",
+    "i can't decide what to cook tonight",
+    "have you ever been to the beach?",
+    "work was so busy today",
+    "what's the best book you've read?",
+]
+
+
+def responder_rows(responder, repeat: int) -> list[tuple[str, ...]]:  # type: ignore[no-untyped-def]
+    """The default responder at batch 1 and 32, and what its stages cost at batch 1."""
+    contexts = [[m] for m in MESSAGES]
+    options = responder.options
+    responder.compile_shapes([1, 32])
+    responder.reply(contexts)  # warm the scorer's shapes too
+    rounds = max(1, repeat // len(contexts))
+    whole = [t for c in contexts for t in timings(lambda c=c: responder.reply([c]), rounds)]
+    batch = [contexts[i % len(contexts)] for i in range(32)]
+    b32 = timings(lambda: responder.reply(batch), max(3, repeat // 10))
+    search = [
+        t for c in contexts for t in timings(lambda c=c: responder.candidates(c, options), rounds)
+    ]
+    samples = [
+        t
+        for c in contexts
+        for t in timings(lambda c=c: responder.generate([c] * options.samples), rounds)
+    ]
+    pools = [responder.candidates(c, options) for c in contexts]
+    rank = [
+        t
+        for c, p in zip(contexts, pools, strict=True)
+        for t in timings(lambda c=c, p=p: responder.rank([c], [p]), rounds)
+    ]
+    rows = [
+        ("the whole responder", pct(whole, 50), pct(whole, 95), 32 / pct(b32, 50)),
+        ("  index search", pct(search, 50), pct(search, 95), None),
+        (f"  {options.samples} generated candidates", pct(samples, 50), pct(samples, 95), None),
+        (
+            f"  ranking ~{options.candidates + options.samples} candidates",
+            pct(rank, 50),
+            pct(rank, 95),
+            None,
+        ),
+    ]
+    return [
+        (name, f"{p50 * 1000:.1f}", f"{p95 * 1000:.1f}", "" if rate is None else f"{rate:.0f}")
+        for name, p50, p95, rate in rows
+    ]
 
 
 def main() -> int:
@@ -92,6 +151,13 @@ def main() -> int:
                 "speed-up b1 (p50)",
                 "speed-up b32 (p50)",
             ),
+        )
+    )
+    print(f"\nthe responder as it answers people: {len(MESSAGES)} everyday messages")
+    print(
+        table(
+            responder_rows(responder, args.repeat),
+            ("stage", "batch 1 p50 ms", "batch 1 p95 ms", "batch 32 replies/s"),
         )
     )
     return 0

@@ -124,7 +124,9 @@ def seed_lstm(config):  # type: ignore[no-untyped-def]
 
         def call(self, inputs, training=False):  # type: ignore[no-untyped-def]
             source, target_in = inputs
-            _, _, state = self.encode(source, training)
+            return self.decode(target_in, *self.encode(source, training), training)
+
+        def decode(self, target_in, memory, mask, state, training=False):  # type: ignore[no-untyped-def]
             out, _, _ = self.decoder(
                 self.embedding(target_in),
                 initial_state=tf.split(state, 2, axis=-1),

@@ -76,7 +76,11 @@ HITS_CANDIDATES = 20
 
 
 def hits_at_1(
-    rank: RankFn, examples: Sequence[Example], count: int = HITS_EXAMPLES, seed: int = 0
+    rank: RankFn,
+    examples: Sequence[Example],
+    count: int = HITS_EXAMPLES,
+    seed: int = 0,
+    candidates: int = HITS_CANDIDATES,
 ) -> float:
     """Hits@1 of 20: how often a system's own scorer ranks the true reply first among it
     and 19 replies to other held-out contexts (ties count as misses)."""
@@ -85,7 +89,7 @@ def hits_at_1(
     picked = rng.choice(len(examples), size=min(count, len(examples)), replace=False)
     hits = 0
     for i in picked:
-        others = rng.choice(len(examples) - 1, size=HITS_CANDIDATES - 1, replace=False)
+        others = rng.choice(len(examples) - 1, size=candidates - 1, replace=False)
         pool = [examples[i]] + [examples[j + (j >= i)] for j in others]
         scores = np.asarray(rank(examples[i].context, pool))
         hits += bool(scores[0] > scores[1:].max())
@@ -115,9 +119,7 @@ def likelihood_rank(responder: Responder) -> RankFn:
     """Rank candidates by the model's per-token log p(reply | context) alone."""
 
     def rank(context: tuple[str, ...], pool: list[Example]) -> np.ndarray:
-        return responder.log_probs(
-            responder.encode([context]), [ex.reply for ex in pool], len(pool)
-        )
+        return responder.log_probs(responder.encode([context]), [ex.reply for ex in pool])
 
     return rank
 

@@ -16,6 +16,7 @@ A model directory without an index answers with generated candidates alone.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,6 +181,9 @@ class Responder:
     def generate(self, contexts: Sequence[Sequence[str]], **overrides: Any) -> list[str]:
         """The decoder's own reply per context, with no candidates to choose from."""
         options = dataclasses.replace(self.options, **overrides) if overrides else self.options
+        return self._generate(contexts, options)
+
+    def _generate(self, contexts: Sequence[Sequence[str]], options: DecodeOptions) -> list[str]:
         replies: list[str] = []
         for start in range(0, len(contexts), self.max_batch):
             ids = self.generate_ids(self.encode(contexts[start : start + self.max_batch]), options)
@@ -195,27 +199,35 @@ class Responder:
             self._scorer = Scorer(self.model)
         return self._scorer
 
-    def log_probs(self, source: np.ndarray, replies: Sequence[str], copies: int) -> np.ndarray:
-        """Per-token log p(reply | its source row) for `copies` replies per source row."""
+    def log_probs(
+        self, source: np.ndarray, replies: Sequence[str], owners: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Per-token log p(reply | source row) for each reply, where `owners` names each
+        reply's row of `source` (default: the first). Replies of similar length are scored
+        together, SCORE_ROWS at a time, so that a long one does not pad all the others."""
         import tensorflow as tf
 
         from core.model.scoring import encode_replies
 
-        targets, lengths = encode_replies(
-            self.tokenizer, replies, self.meta.config.max_reply_tokens
-        )
-        with self._lock:
-            total = self.scorer().log_probs(tf.constant(source), tf.constant(targets))
-        return np.asarray(total) / lengths
+        rows = encode_replies(self.tokenizer, replies, self.meta.config.max_reply_tokens)
+        owner = np.zeros(len(rows), np.int32) if owners is None else np.asarray(owners, np.int32)
+        lengths = np.array([len(r) for r in rows], np.float32)
+        out = np.zeros(len(rows), np.float32)
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), SCORE_ROWS):
+            part = order[start : start + SCORE_ROWS]
+            with self._lock:
+                total = self.scorer().log_probs(
+                    tf.constant(source),
+                    tf.constant(pad([rows[i] for i in part])),
+                    tf.constant(owner[part]),
+                )
+            out[part] = np.asarray(total)
+        return out / np.maximum(lengths, 1)
 
     def priors(self, replies: Sequence[str]) -> np.ndarray:
-        """Per-token log p(reply) after an empty conversation, in passes of SCORE_ROWS."""
-        out = []
-        for start in range(0, len(replies), SCORE_ROWS):
-            chunk = list(replies[start : start + SCORE_ROWS])
-            source = np.full((len(chunk), 1), EOS, np.int32)  # an empty context
-            out.append(self.log_probs(source, chunk, 1))
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        """Per-token log p(reply) after an empty conversation."""
+        return self.log_probs(np.array([[EOS]], np.int32), replies)
 
     def is_foreign(self, message: str) -> bool:
         """Whether the message is written mostly in scripts the model never saw."""
@@ -254,17 +266,8 @@ class Responder:
             pools.append([] if fixed is not None else self.candidates(turns, options))
         todo = [i for i, r in enumerate(replies) if r is None]
         if todo:
-            written = self.generate(
-                [contexts[i] for i in todo for _ in range(options.samples)], **overrides
-            )
-            for n, i in enumerate(todo):
-                own = written[n * options.samples : (n + 1) * options.samples]
-                pools[i] += [Candidate(t, 0.0) for t in dict.fromkeys(own) if t]
-            for i, text in zip(
-                todo,
-                self.choose([contexts[i] for i in todo], [pools[i] for i in todo], options, rng),
-                strict=True,
-            ):
+            texts = self.choose([contexts[i] for i in todo], [pools[i] for i in todo], options, rng)
+            for i, text in zip(todo, texts, strict=True):
                 replies[i] = text
         return [r or "" for r in replies]
 
@@ -275,9 +278,31 @@ class Responder:
         options: DecodeOptions,
         rng: np.random.Generator,
     ) -> list[str]:
-        """The best candidate of each pool (ties drawn at random)."""
+        """The best candidate of each pool (ties drawn at random). Where no candidate says
+        something this conversation makes likelier, the model writes `options.samples`
+        replies of its own, and they are ranked with the rest."""
+        pools = [list(p) for p in pools]
+        ranked = self.rank(contexts, pools, options)
+        weak = [
+            i
+            for i, scores in enumerate(ranked)
+            if not len(scores) or scores.max() < -UNINFORMED / 2
+        ]
+        if weak:
+            written = self._generate(
+                [contexts[i] for i in weak for _ in range(options.samples)], options
+            )
+            for n, i in enumerate(weak):
+                own = written[n * options.samples : (n + 1) * options.samples]
+                pools[i] += [Candidate(t, 0.0) for t in dict.fromkeys(own) if t]
+            for i, scores in zip(
+                weak,
+                self.rank([contexts[i] for i in weak], [pools[i] for i in weak], options),
+                strict=True,
+            ):
+                ranked[i] = scores
         chosen = []
-        for pool, scores in zip(pools, self.rank(contexts, pools, options), strict=True):
+        for pool, scores in zip(pools, ranked, strict=True):
             if not pool:
                 chosen.append("")
                 continue
@@ -292,22 +317,21 @@ class Responder:
         options: DecodeOptions | None = None,
     ) -> list[np.ndarray]:
         """Each pool's scores, higher is better: match similarity plus mutual information
-        (see `DecodeOptions`), all candidates of several contexts in one scoring pass."""
+        (see `DecodeOptions`); every candidate of every context in one scoring call."""
         options = options or self.options
-        width = max(1, max((len(p) for p in pools), default=1))
-        per_pass = max(1, SCORE_ROWS // width)
-        out: list[np.ndarray] = []
-        for start in range(0, len(pools), per_pass):
-            group = [p or [Candidate("", 0.0)] for p in pools[start : start + per_pass]]
-            texts = [p[j % len(p)].text for p in group for j in range(width)]
-            cond = self.log_probs(self.encode(contexts[start : start + per_pass]), texts, width)
-            unknown = list(dict.fromkeys(c.text for p in group for c in p if c.prior is None))
-            prior_of = dict(zip(unknown, self.priors(unknown), strict=True)) if unknown else {}
-            for g, pool in enumerate(group):
-                lp = cond[g * width : g * width + len(pool)]
-                prior = np.array([prior_of[c.text] if c.prior is None else c.prior for c in pool])
-                sim = np.array([c.similarity for c in pool])
-                scores = sim + options.pmi_weight * (lp - options.prior_weight * prior)
-                # below min_pmi: ranked after every candidate that reaches it
-                out.append(np.where(lp - prior >= options.min_pmi, scores, scores - UNINFORMED))
-        return [scores[: len(p)] for scores, p in zip(out, pools, strict=True)]
+        texts = [c.text for p in pools for c in p]
+        if not texts:
+            return [np.zeros(0) for _ in pools]
+        owners = [n for n, p in enumerate(pools) for _ in p]
+        cond = self.log_probs(self.encode(contexts), texts, owners)
+        unknown = list(dict.fromkeys(c.text for p in pools for c in p if c.prior is None))
+        prior_of = dict(zip(unknown, self.priors(unknown), strict=True)) if unknown else {}
+        prior = np.array(
+            [prior_of[c.text] if c.prior is None else c.prior for p in pools for c in p]
+        )
+        sim = np.array([c.similarity for p in pools for c in p])
+        scores = sim + options.pmi_weight * (cond - options.prior_weight * prior)
+        # below min_pmi: ranked after every candidate that reaches it
+        scores = np.where(cond - prior >= options.min_pmi, scores, scores - UNINFORMED)
+        bounds = np.cumsum([0, *(len(p) for p in pools)])
+        return [scores[a:b] for a, b in itertools.pairwise(bounds)]

@@ -91,7 +91,10 @@ class Seq2Seq(ArrayWeights, keras.Model):
     def call(self, inputs, training=False):
         """(source [B, S], decoder input [B, T]) -> features [B, T, E] for `project`."""
         source, target_in = inputs
-        memory, mask, state = self.encode(source, training)
+        return self.decode(target_in, *self.encode(source, training), training)
+
+    def decode(self, target_in, memory, mask, state, training=False):
+        """Teacher-forced decoder input [B, T] over an encoding -> features [B, T, E]."""
         y = self.dropout(self.embedding(target_in), training=training)
         h, _ = self.decoder_gru(y, mask=tf.not_equal(target_in, PAD), initial_state=state)
         return self.dropout(self._attend(h, memory, mask), training=training)

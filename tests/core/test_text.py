@@ -7,7 +7,7 @@ from core.text import ends_sentence, first_sentences, last_sentences, sentences
 
 
 def test_sentences_split_at_end_marks_in_english_and_chinese() -> None:
-    assert sentences("hi there. how are you? i am fine") == ["hi there.", "how are you?", "i am fine"]
+    assert sentences("hi. how are you? i am fine") == ["hi.", "how are you?", "i am fine"]
     assert sentences("你好。我很好！你呢") == ["你好。", "我很好！", "你呢"]
     assert sentences('He said "wow." Then left') == ['He said "wow."', "Then left"]
     assert sentences("e.g. this one") == ["e.g.", "this one"]

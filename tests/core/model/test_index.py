@@ -93,5 +93,5 @@ def test_missing_corrupt_and_other_version_are_clear_errors(
     monkeypatch.setattr(index_module, "VERSION", 99)
     index.save(tmp_path / "future.npz")
     monkeypatch.undo()
-    with pytest.raises(ModelFormatError, match="version 99.*parley index"):
+    with pytest.raises(ModelFormatError, match=r"version 99.*parley index"):
         ReplyIndex.load(tmp_path / "future.npz")

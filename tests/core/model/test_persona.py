@@ -13,7 +13,7 @@ from core.model.persona import Persona
 PERSONAS = Path(__file__).resolve().parents[3] / "core" / "model" / "personas"
 IDENTITY = {
     "name": ["what's your name?", "What is your name", "who are you?", "so what should i call you"],
-    "bot": ["are you a bot?", "wait, are you a robot??", "are you human", "r u real?? are you an ai"],
+    "bot": ["are you a bot?", "wait, are you a robot??", "are you human", "are you an ai?"],
     "maker": ["who made you?", "who created you", "who built you lol"],
     "age": ["how old are you?", "and how old are you", "when were you born"],
 }

@@ -40,7 +40,7 @@ def test_the_model_ranks_a_relevant_reply_above_a_generic_one(tiny_responder: Re
 def test_replies_the_context_does_not_support_rank_last(tiny_responder: Responder) -> None:
     question = QUESTIONS["food"]
     texts = ["hi how are you", *TOPICS["food"], *TOPICS["sport"]]
-    cond = tiny_responder.log_probs(tiny_responder.encode([[question]]), texts, len(texts))
+    cond = tiny_responder.log_probs(tiny_responder.encode([[question]]), texts)
     pmi = cond - tiny_responder.priors(texts)
     low, high = int(np.argmin(pmi)), int(np.argmax(pmi))
     # the reply the question supports least is the best match: it still ranks last
