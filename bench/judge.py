@@ -66,7 +66,8 @@ def systems(names: Sequence[str]) -> dict[str, Reply]:
     for name in names:  # parley, or a variant: parley@pmi_weight=0.25,prior_weight=1
         if name.partition("@")[0] == "parley":
             options = {
-                k: float(v) for k, _, v in (o.partition("=") for o in name[7:].split(",") if o)
+                k: int(v) if v.lstrip("-").isdigit() else float(v)
+                for k, _, v in (o.partition("=") for o in name[7:].split(",") if o)
             }
             out[name] = lambda turns, o=options: responder.reply([turns], seed=7, **o)[0]
     return out

@@ -10,12 +10,17 @@ and the same tokenizer, split and examples:
   first version, the same weights also serve baseline 2, the first version's greedy
   decoding, beside the decodings parley has now;
 and builds a retrieval bot (TF-IDF nearest neighbour over the training contexts' last
-turns, answering with the stored reply, as ChatterBot does).
+turns, answering with the stored reply, as ChatterBot does). parley's responder, as it
+ships, chooses among the replies of its reply index (built from the training split and
+chatterbot-corpus's small talk, `INDEX_EXTRA`) with the same weights.
 
 Every system answers the same held-out contexts of chitchat-dataset (the test split, then
 the validation split if needed) until it has written `--words` words; the diversity
-figures are taken over exactly that many words, BLEU-2 over the replies written.
-Trained models stay in `--work`; a later run reuses them and only evaluates.
+figures are taken over exactly that many words, BLEU-2, embedding similarity and the
+mid-sentence share over the replies written. Hits@1 of 20 ranks each of 500 test replies
+against 19 others with the system's own scorer. Trained models stay in `--work`; a later
+run reuses them and only evaluates. These figures are diagnostics: which replies people
+prefer is measured by blind judging (`bench.judge`).
 """
 
 from __future__ import annotations
@@ -112,14 +117,31 @@ def train_all(work: Path, budget: float, jobs: int) -> None:
 # change the baselines or the levers.
 PLAIN = {"min_length": 1, "no_repeat_ngram": 3}
 BASELINE2 = {**PLAIN, "method": "greedy"}  # the responder's first version, greedy decoding
-# What the bundled model ships with (its parley.json), chosen with the levers below.
+# How the bundled model generated its replies before the responder chose among candidates.
 SHIPPED = {**PLAIN, "method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 12}
+# The corpora besides chitchat's training split whose replies the bundled model's index
+# holds: chatterbot-corpus's small talk (its bot-profile topics are the persona's job).
+INDEX_EXTRA = tuple(
+    f"chatterbot:english/{topic}"
+    for topic in (
+        "greetings",
+        "conversations",
+        "emotion",
+        "food",
+        "humor",
+        "movies",
+        "sports",
+        "literature",
+        "psychology",
+    )
+)
 
 
 @dataclass
 class System:
     name: str
     reply: ReplyFn
+    rank: Any  # (context, candidate examples) -> scores, for hits@1
     model: Any = None  # a Seq2Seq-like model: its test perplexity is measured
     cpu_minutes: float | None = None
 
@@ -136,41 +158,54 @@ def load_seed(directory: Path) -> Any:
 
 
 def systems(work: Path, parley: Any, train: list[Example], seed: int = 0) -> list[System]:
-    """The baselines and parley with the decoding it ships (`parley.options`)."""
+    """The baselines, the bundled model's former decoding, and parley's responder."""
     from bench.retrieval import TfidfRetrieval
-    from core.model import artifact
-    from core.model.evaluation import seeded
+    from core.model import artifact, indexing
+    from core.model.evaluation import likelihood_rank, responder_rank, seeded
+    from core.model.index import FILE
     from core.model.responder import Responder
 
     def cpu(directory: Path) -> float:
         return float(artifact.read_meta(directory).training["cpu_seconds"]) / 60
 
-    seed_lstm = load_seed(work / "seed-lstm")
-    first = Responder(
-        parley.model,
-        parley.tokenizer,
-        parley.meta,
-        DecodeOptions(**BASELINE2),  # type: ignore[arg-type]
-    )
+    def decoder(options: dict[str, Any]) -> Any:
+        return Responder(parley.model, parley.tokenizer, parley.meta, DecodeOptions(**options))
+
+    if not (work / "parley" / FILE).is_file():
+        indexing.build(work / "parley", INDEX_EXTRA, parley)
+    chooser = Responder.load(work / "parley", warm_up=False)
+    seed_lstm, first, former = load_seed(work / "seed-lstm"), decoder(BASELINE2), decoder(SHIPPED)
+    retrieval = TfidfRetrieval(train, seed)
+    minutes = cpu(work / "parley")
     return [
         System(
             "1. seed LSTM, no attention (greedy)",
-            seeded(seed_lstm),
+            seeded(seed_lstm, generate=True),
+            likelihood_rank(seed_lstm),
             seed_lstm.model,
             cpu(work / "seed-lstm"),
         ),
         System(
             "2. attention, first version (greedy)",
-            seeded(first),
+            seeded(first, generate=True),
+            likelihood_rank(first),
             parley.model,
-            cpu(work / "parley"),
+            minutes,
         ),
-        System("3. retrieval, TF-IDF", TfidfRetrieval(train, seed).reply),
+        System("3. retrieval, TF-IDF", retrieval.reply, retrieval.rank),
         System(
-            f"parley ({describe(parley.options)})",
-            seeded(parley),
+            f"4. bundled model, generating ({describe(former.options)})",
+            seeded(former, generate=True),
+            likelihood_rank(former),
             parley.model,
-            cpu(work / "parley"),
+            minutes,
+        ),
+        System(
+            "parley: index + persona, ranked by the model",
+            seeded(chooser),
+            responder_rank(chooser),
+            parley.model,
+            minutes,
         ),
     ]
 
@@ -210,17 +245,25 @@ def main() -> None:
 
 # -- the report ------------------------------------------------------------------------------
 
-METRICS = ("distinct-1", "distinct-2", "repeated 2-grams", "top-10 share", "words/reply", "BLEU-2")
+METRICS = (
+    "distinct-2",
+    "top-10 share",
+    "words/reply",
+    "BLEU-2",
+    "embedding sim.",
+    "cut mid-sentence",
+)
 
 
 def cells(m: dict[str, Any]) -> tuple[str, ...]:
+    similarity = m["embedding_similarity"]
     return (
-        f"{m['distinct_1']:.3f}",
         f"{m['distinct_2']:.3f}",
-        f"{m['repeated_2gram_rate']:.2%}",
         f"{m['blandness_top10']:.1%}",
         f"{m['average_length']:.1f}",
         f"{m['bleu_2']:.4f}",
+        "n/a" if similarity is None else f"{similarity:.3f}",
+        f"{m['mid_sentence']:.1%}",
     )
 
 
@@ -245,7 +288,13 @@ def report(work: Path, words: int, lever_words: int) -> None:
     from bench.common import table
     from core.corpora import examples_from, load_corpus
     from core.model import artifact
-    from core.model.evaluation import answer_until, held_out, perplexity, reply_metrics
+    from core.model.evaluation import (
+        answer_until,
+        held_out,
+        hits_at_1,
+        perplexity,
+        reply_metrics,
+    )
     from core.model.responder import Responder
 
     split = artifact.load_split(work / "parley")
@@ -269,21 +318,23 @@ def report(work: Path, words: int, lever_words: int) -> None:
             if key not in perplexities:
                 perplexities[key] = perplexity(system.model, parley.tokenizer, test)[0]
             ppl, cpu = f"{perplexities[key]:.1f}", f"{system.cpu_minutes:.0f}"
-        rows.append((system.name, cpu, ppl, *cells(reply_metrics(replies, references, words))))
+        hits = f"{hits_at_1(system.rank, test):.1%}"
+        metrics = cells(reply_metrics(replies, references, words))
+        rows.append((system.name, cpu, ppl, hits, *metrics))
         answers[system.name] = replies
         print(
             f"  {system.name}: {len(replies)} replies in {time.perf_counter() - started:.0f} s",
             file=sys.stderr,
         )
-    print(table(rows, ("system", "train CPU-min", "perplexity", *METRICS)))
-    print_latency(parley, [ex.context for ex in test[:60]])
+    print(table(rows, ("system", "train CPU-min", "perplexity", "hits@1 of 20", *METRICS)))
+    print_latency(Responder.load(work / "parley"), [ex.context for ex in test[:60]])
     print_samples(test, answers)
     if lever_words:
         print_levers(parley, split.part(conversations, "valid"), lever_words)
 
 
 def print_latency(responder: Any, contexts: list[tuple[str, ...]]) -> None:
-    """parley's default decoding, one context at a time, as a quiet chat sees it."""
+    """parley's responder, one context at a time, as a quiet chat sees it."""
     from bench.common import pct
 
     responder.compile_shapes([1])
@@ -293,7 +344,7 @@ def print_latency(responder: Any, contexts: list[tuple[str, ...]]) -> None:
         responder.reply([context])
         times.append((time.perf_counter() - started) * 1000)
     print(
-        f"\nparley's default decoding at batch 1, {len(times)} test contexts: "
+        f"\nparley's responder at batch 1, {len(times)} test contexts: "
         f"p50 {pct(times, 50):.1f} ms, p90 {pct(times, 90):.1f} ms"
     )
 
@@ -323,7 +374,7 @@ def print_levers(parley: Any, valid: list[Any], words: int) -> None:
     for lever in LEVERS:
         options = DecodeOptions(**{**PLAIN, **lever})  # type: ignore[arg-type]
         responder = Responder(parley.model, parley.tokenizer, parley.meta, options)
-        replies = answer_until(seeded(responder), examples, words)
+        replies = answer_until(seeded(responder, generate=True), examples, words)
         rows.append(
             (describe(responder.options), *cells(reply_metrics(replies, references, words)))
         )

@@ -43,15 +43,28 @@ class TfidfRetrieval:
         }
         self.rng = np.random.default_rng(seed)
 
+    def _query(self, message: str) -> dict[str, float]:
+        return {t: c * self.idf[t] for t, c in Counter(words(message)).items() if t in self.idf}
+
     def best(self, message: str) -> int:
         """Index of the training example whose last context turn is nearest `message`."""
-        query = {t: c * self.idf[t] for t, c in Counter(words(message)).items() if t in self.idf}
         scores = np.zeros(len(self.replies), np.float32)
-        for term, weight in query.items():
+        for term, weight in self._query(message).items():
             ids, values = self.postings[term]
             scores[ids] += weight * values  # ids are unique within a posting list
         top = np.flatnonzero(scores >= scores.max() - 1e-6)
         return int(self.rng.choice(top))
+
+    def rank(self, context: Sequence[str], pool: Sequence[Example]) -> np.ndarray:
+        """How near each candidate's own message is to the message being answered (the
+        bot's scorer, for hits@1; the norm of the query does not change the order)."""
+        query = self._query(context[-1] if context else "")
+        scores = []
+        for ex in pool:
+            doc = {t: c * self.idf.get(t, 0.0) for t, c in Counter(words(ex.context[-1])).items()}
+            norm = math.sqrt(sum(w * w for w in doc.values())) or 1.0
+            scores.append(sum(query.get(t, 0.0) * w for t, w in doc.items()) / norm)
+        return np.asarray(scores, np.float32)
 
     def reply(self, contexts: Sequence[Sequence[str]]) -> list[str]:
         return [self.replies[self.best(context[-1] if context else "")] for context in contexts]

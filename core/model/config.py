@@ -62,7 +62,7 @@ class DecodeOptions:
     # log p(reply | context) - log p(reply) is at least min_pmi (all of them if none is):
     # a reply the conversation makes no likelier is one that would fit anywhere.
     # candidates = 0 turns the index off: generated replies only.
-    candidates: int = 40
+    candidates: int = 24
     samples: int = 4
     pmi_weight: float = 0.5
     prior_weight: float = 0.5

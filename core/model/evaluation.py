@@ -144,10 +144,12 @@ def perplexity(model: Any, tokenizer: Any, examples: Sequence[Example]) -> tuple
     return math.exp(mean_loss(make_eval_step(model), encoded)), len(encoded)
 
 
-def seeded(responder: Responder) -> ReplyFn:
-    """`responder.reply` with a fixed seed per call, so that sampled figures repeat."""
+def seeded(responder: Responder, generate: bool = False) -> ReplyFn:
+    """`responder.reply` (or, with `generate`, the decoder alone) with a fixed seed per
+    call, so that sampled figures repeat."""
     calls = itertools.count(responder.options.seed or 1)
-    return lambda contexts: responder.reply(contexts, seed=next(calls))
+    answer = responder.generate if generate else responder.reply
+    return lambda contexts: answer(contexts, seed=next(calls))
 
 
 def evaluate(

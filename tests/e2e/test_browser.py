@@ -185,6 +185,7 @@ async def test_update_the_readme_screenshot() -> None:
             (ann, "@parley hi there! how are you?"),
             (bob, "/ask what do you do for fun?"),
             (ann, "@parley do you like to travel?"),
+            (bob, "@parley wait, are you a bot?"),
         ]
         shown = 0
         for page, text in script:
