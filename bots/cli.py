@@ -233,7 +233,7 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
     except ValueError as exc:
         raise ParleyError(str(exc)) from None
     if warm_up:
-        responder.reply([["hello"]])
+        responder.warm_up()
     return responder
 
 

@@ -68,10 +68,10 @@ class Hit:
     similarity: float
 
 
-def _term_frequencies(message: str, reply: str) -> dict[str, float]:
+def _term_frequencies(message: str, reply: str, reply_weight: float) -> dict[str, float]:
     """A stored pair's words with their (sublinear) weights, reply words discounted."""
     doc: dict[str, float] = {}
-    for text, weight in ((message, 1.0), (reply, REPLY_WEIGHT)):
+    for text, weight in ((message, 1.0), (reply, reply_weight)):
         for term, count in Counter(terms(text)).items():
             doc[term] = doc.get(term, 0.0) + weight * (1 + math.log(count))
     return doc
@@ -103,6 +103,7 @@ class ReplyIndex:
         prior: np.ndarray | None = None,
         scripts: frozenset[str] = frozenset(),
         background: ReplyIndex | None = None,
+        reply_weight: float = REPLY_WEIGHT,
     ) -> None:
         self.vocabulary = {term: i for i, term in enumerate(vocabulary)}
         self.idf = idf
@@ -115,17 +116,21 @@ class ReplyIndex:
         # Where a small index (a persona's questions) learns how common a word is that it
         # has never seen: a large index of the same language.
         self.background = background
+        self.reply_weight = reply_weight
 
     def __len__(self) -> int:
         return len(self.replies)
 
     @classmethod
     def build(
-        cls, pairs: Iterable[tuple[str, str]], background: ReplyIndex | None = None
+        cls,
+        pairs: Iterable[tuple[str, str]],
+        background: ReplyIndex | None = None,
+        reply_weight: float = REPLY_WEIGHT,
     ) -> ReplyIndex:
         """Index (message, reply) pairs; a pair repeated word for word is kept once.
 
-        A pair is found by its message's words and, at `REPLY_WEIGHT`, its reply's: a reply
+        A pair is found by its message's words and, at `reply_weight`, its reply's: a reply
         that takes up the words of the message being answered is usually on its topic. With
         a `background` index, words weigh by how common they are there.
         """
@@ -136,7 +141,7 @@ class ReplyIndex:
             if not reply or (message, reply) in seen or not terms(message):
                 continue
             seen.add((message, reply))
-            docs.append(_term_frequencies(message, reply))
+            docs.append(_term_frequencies(message, reply, reply_weight))
             replies.append(reply)
         if not replies:
             raise ValueError("no (message, reply) pair with words to index")
@@ -216,7 +221,7 @@ class ReplyIndex:
         query = self.query_vector(turns)
         out = np.zeros(len(pairs), np.float32)
         for n, (message, reply) in enumerate(pairs):
-            doc = _term_frequencies(message, reply)
+            doc = _term_frequencies(message, reply, self.reply_weight)
             weights = {t: tf * self.rarity(t) for t, tf in doc.items()}
             norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
             out[n] = (

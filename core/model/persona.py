@@ -45,8 +45,9 @@ class Persona:
         self.entries = list(entries)
         self.language = language
         self.language_reply = language_reply
+        # the index's "replies" are entry numbers: only the questions' words count
         pairs = [(q, str(i)) for i, e in enumerate(self.entries) for q in e.questions]
-        self._index = ReplyIndex.build(pairs, background) if pairs else None
+        self._index = ReplyIndex.build(pairs, background, reply_weight=0.0) if pairs else None
 
     @classmethod
     def load(cls, path: Path, background: ReplyIndex | None = None) -> Persona:

@@ -36,6 +36,7 @@ from core.text import ends_sentence, normalize, sentences
 
 SCORE_ROWS = 256  # candidate rows per scoring pass: bounds the [rows, length, vocab] logits
 FOREIGN = 0.5  # a message with less than this share of letters in the model's scripts
+WARM_UP = "what do you like to do on weekends?"  # a message no persona answers
 UNINFORMED = 100.0  # how far a candidate below min_pmi ranks behind one above it
 
 
@@ -94,9 +95,14 @@ class Responder:
         index = ReplyIndex.load(index_path) if index_path.exists() else None
         persona = Persona.load(persona_path, index) if persona_path.exists() else None
         responder = cls(model, tokenizer, meta, options, index=index, persona=persona, name=name)
-        if warm_up:  # trace the decode graph now, not on the first user's message
-            responder.reply([["hello"]])
+        if warm_up:
+            responder.warm_up()
         return responder
+
+    def warm_up(self) -> None:
+        """Trace the decoding and scoring graphs now, not on the first user's message."""
+        self.reply([[WARM_UP]])
+        self.generate([[WARM_UP]])
 
     # -- generation ------------------------------------------------------------------------
 
