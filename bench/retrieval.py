@@ -56,15 +56,13 @@ class TfidfRetrieval:
         return int(self.rng.choice(top))
 
     def rank(self, context: Sequence[str], pool: Sequence[Example]) -> np.ndarray:
-        """How near each candidate's own message is to the message being answered (the
-        bot's scorer, for hits@1; the norm of the query does not change the order)."""
+        """How near each candidate reply's own words are to the message being answered:
+        the bot's measure, for hits@1, where a candidate's original message would give
+        the true reply away."""
         query = self._query(context[-1] if context else "")
         scores = []
         for ex in pool:
-            doc = {t: c * self.idf.get(t, 0.0) for t, c in Counter(words(ex.context[-1])).items()}
+            doc = {t: c * self.idf.get(t, 0.0) for t, c in Counter(words(ex.reply)).items()}
             norm = math.sqrt(sum(w * w for w in doc.values())) or 1.0
             scores.append(sum(query.get(t, 0.0) * w for t, w in doc.items()) / norm)
         return np.asarray(scores, np.float32)
-
-    def reply(self, contexts: Sequence[Sequence[str]]) -> list[str]:
-        return [self.replies[self.best(context[-1] if context else "")] for context in contexts]

@@ -97,15 +97,15 @@ def hits_at_1(
 
 
 def responder_rank(responder: Responder) -> RankFn:
-    """Rank candidates as the responder chooses replies: match plus mutual information."""
+    """Rank candidates as the responder ranks its own: match plus mutual information. A
+    held-out reply's match comes from its own words alone, since the message it answered
+    would give the true reply away (it is the message being answered)."""
     from core.model.responder import Candidate
-    from core.text import last_sentences
 
     def rank(context: tuple[str, ...], pool: list[Example]) -> np.ndarray:
         turns = list(context)[-responder.meta.config.context_turns :]
-        pairs = [(last_sentences(ex.context[-1], 20), ex.reply) for ex in pool]
         similar = (
-            responder.index.similarity(turns, pairs)
+            responder.index.similarity(turns, [("", ex.reply) for ex in pool])
             if responder.index is not None
             else np.zeros(len(pool))
         )
