@@ -83,3 +83,10 @@ def test_malformed_persona_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ModelFormatError, match="persona"):
         Persona.load(path)
+
+
+def test_its_tastes_are_the_same_however_it_is_asked(english: Persona) -> None:
+    rng = np.random.default_rng(0)
+    asked = ["what's your favorite color?", "What is your favourite colour", "favorite color?"]
+    answers = {english.answer(q, "parley", rng) for q in asked for _ in range(3)}
+    assert len(answers) == 1 and None not in answers
