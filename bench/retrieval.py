@@ -66,3 +66,6 @@ class TfidfRetrieval:
             norm = math.sqrt(sum(w * w for w in doc.values())) or 1.0
             scores.append(sum(query.get(t, 0.0) * w for t, w in doc.items()) / norm)
         return np.asarray(scores, np.float32)
+
+    def reply(self, contexts: Sequence[Sequence[str]]) -> list[str]:
+        return [self.replies[self.best(context[-1] if context else "")] for context in contexts]
