@@ -159,13 +159,15 @@ class MemoryStore:
             chat = self._holds(claim)
             if chat is None:
                 return Outcome.LOST
-            chat.inbox.popleft()
-            chat.lease_msg, chat.attempts = None, 0
-            self._push_reply(chat, reply, now)
+            # Everything that can raise comes before the first change: all or nothing, as
+            # the Lua script is in Redis.
             turns = [*self._live_context(chat, m.thread, now), m.text, reply.text]
             turns = turns[-lim.context_turns :]
             while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
                 turns.pop(0)
+            chat.inbox.popleft()
+            chat.lease_msg, chat.attempts = None, 0
+            self._push_reply(chat, reply, now)
             chat.contexts[m.thread] = (turns, now + lim.context_ttl)
             self._unlease(m.chat, chat, now)
             return Outcome.OK
