@@ -328,8 +328,9 @@ class SlackAdapter(Adapter):
                 body=body, query=request.query_string, headers=dict(request.headers)
             )
             response = await self.app.async_dispatch(bolt_request)
-        except (UnicodeDecodeError, gate.Refused, ValueError, TypeError, AttributeError):
-            # Signed, but not a request of a shape Slack sends: bolt's parsing gave up.
+        except (ValueError, TypeError, AttributeError):  # UnicodeDecodeError, gate.Refused
+            # Signed, but not a request of a shape Slack sends, or bolt's parsing gave up on
+            # it (its listeners' own errors are answered inside bolt, with a 500).
             self.rejected("malformed body")
             return web.json_response({"error": "malformed request"}, status=400)
         return await to_aiohttp_response(response)
