@@ -119,12 +119,14 @@ class Adapter(abc.ABC):
             message = dataclasses.replace(message, text=text)
         result = await self.store.enqueue(message)
         telemetry.ENQUEUED.labels(self.platform, result.value).inc()
-        if result is not Enqueued.QUEUED:
+        # Counted always, logged once in a while: a flood of questions is a flood of these.
+        if result is not Enqueued.QUEUED and (held := self._quiet.allow(result.value)) is not None:
             log.info(
-                "%s message %s: %s",
+                "%s message %s: %s%s",
                 message.chat,
                 message.message_id,
                 result.value,
+                f" (and {held} more since the last line)" if held else "",
                 extra={"chat": str(message.chat), "message_id": message.message_id},
             )
         return result

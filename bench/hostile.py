@@ -15,6 +15,7 @@ the model has compiled its batch shapes and the caps are reached);
 then the ordinary person's latency (their message acknowledged, the bot's answer).
 
     .venv/bin/python -m bench.hostile [--seconds 60] [--inputs 50000] [--web-only]
+        [--memory-max-chats 1000]  # to see memory level off sooner
 """
 
 from __future__ import annotations
@@ -315,7 +316,10 @@ async def person(base: str, stop: asyncio.Event, acks: list[float], answers: lis
 
 async def storm(args: argparse.Namespace, tmp: Path) -> None:
     web_port = free_port()
-    procs = [start("serve", ["serve"], {"PARLEY_WEB_PORT": str(web_port)}, tmp)]
+    serve_env = {"PARLEY_WEB_PORT": str(web_port)}
+    if args.memory_max_chats:
+        serve_env["PARLEY_MEMORY_MAX_CHATS"] = str(args.memory_max_chats)
+    procs = [start("serve", ["serve"], serve_env, tmp)]
     base = f"http://{HOST}:{web_port}"
     tallies: dict[str, Tally] = {"web": Tally()}
     extra: list[Any] = []
@@ -456,6 +460,8 @@ def report(
         errors = ", ".join(f"{kind}: {n}" for kind, n in tally.errors.most_common())
         print(f"{platform}: answers {statuses or '-'}; client-side errors {errors or '-'}")
     print(f"({elapsed:.0f} s)")
+    for proc in procs:
+        print(f"{proc.name}: most frequent log lines: {frequent(proc.log)}")
     print(
         table(
             rows,
@@ -486,6 +492,19 @@ def report(
             print(f"ordinary person, {what}: none")
 
 
+def frequent(log: Path, top: int = 3) -> str:
+    """The commonest kinds of log message (JSON lines), with their counts."""
+    counts: Counter[str] = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            event = json.loads(line)
+            # words holding a digit are ids, numbers, sizes: folded, so that kinds add up
+            words = str(event["message"]).split()
+            message = " ".join("#" if any(c.isdigit() for c in w) else w for w in words)[:70]
+            counts[f"{event['level']} {message}"] += 1
+    return "; ".join(f"{n} x {message!r}" for message, n in counts.most_common(top)) or "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -493,6 +512,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=40, help="concurrent hostile clients")
     parser.add_argument("--slowloris", type=int, default=50, help="connections held open")
     parser.add_argument("--web-only", action="store_true", help="only `parley serve`")
+    parser.add_argument(
+        "--memory-max-chats", type=int, default=0, help="PARLEY_MEMORY_MAX_CHATS for serve"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     random.seed(args.seed)
