@@ -143,13 +143,19 @@ async def ready(http: aiohttp.ClientSession, url: str, proc: Proc) -> None:
 # -- the attacks --------------------------------------------------------------------------------
 
 
-async def ws_frames(http: aiohttp.ClientSession, base: str, n: int, tally: Tally) -> None:
+async def ws_frames(
+    http: aiohttp.ClientSession,
+    base: str,
+    n: int,
+    tally: Tally,
+    frames: list[Callable[[int], str | bytes]],
+) -> None:
     """A connection to a room (a new one half the time) that sends a few hostile frames."""
     room = f"r{n}" if n % 2 else f"lobby{n % 7}"
     try:
         async with http.ws_connect(f"{base}/r/{room}/ws", params={"name": f"eve{n}"}) as ws:
             for k in range(random.randint(1, 4)):
-                frame = random.choice(FRAMES)(n * 10 + k)
+                frame = random.choice(frames)(n * 10 + k)
                 if isinstance(frame, bytes):
                     await ws.send_bytes(frame)
                 else:
@@ -322,14 +328,16 @@ async def storm(args: argparse.Namespace, tmp: Path) -> None:
     procs = [start("serve", ["serve"], serve_env, tmp)]
     base = f"http://{HOST}:{web_port}"
     tallies: dict[str, Tally] = {"web": Tally()}
+    # --no-questions: the model answers the ordinary person alone (memory without it)
+    frames = FRAMES[2:] if args.no_questions else FRAMES
     extra: list[Any] = []
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(
             aiohttp.ClientSession(timeout=TIMEOUT, connector=aiohttp.TCPConnector(limit=0))
         )
         attacks: list[Callable[[int], Coroutine[Any, Any, None]]] = [
-            lambda n: ws_frames(http, base, n, tallies["web"]),
-            lambda n: ws_frames(http, base, n, tallies["web"]),
+            lambda n: ws_frames(http, base, n, tallies["web"], frames),
+            lambda n: ws_frames(http, base, n, tallies["web"], frames),
             lambda n: ws_queries(http, base, n, tallies["web"]),
             lambda n: raw_http(web_port, tallies["web"]),
         ]
@@ -512,6 +520,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=40, help="concurrent hostile clients")
     parser.add_argument("--slowloris", type=int, default=50, help="connections held open")
     parser.add_argument("--web-only", action="store_true", help="only `parley serve`")
+    parser.add_argument("--no-questions", action="store_true", help="no hostile frame asks the bot")
     parser.add_argument(
         "--memory-max-chats", type=int, default=0, help="PARLEY_MEMORY_MAX_CHATS for serve"
     )
