@@ -3,8 +3,9 @@
 An adapter translates between its platform and `core` types. Ingress goes through
 `Adapter.ask` (truncation with a note, a help reply for an empty question, metrics,
 enqueue) and `Adapter.say` (the adapter's own replies, e.g. to /reset, sent in order with
-the model's). Egress is a `Sender` calling the adapter's `send`. `guard` wraps the handling
-of one platform event, so a bad one is logged and never stops the loop.
+the model's); a question's text passes `core.gate` there, whatever the platform. Egress is
+a `Sender` calling the adapter's `send`. `guard` wraps the handling of one platform event,
+so a bad one is logged (rate-limited) and never stops the loop.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from adapters.egress import Sender
-from core import telemetry
+from adapters.http import Throttle
+from core import gate, telemetry
 from core.messages import Incoming, Reply
 from core.queue.types import Enqueued, SendLimits, Store
 
@@ -50,6 +52,7 @@ class Adapter(abc.ABC):
         self.max_chars = max_chars  # longest question passed to the model
         self.sender = Sender(store, self, concurrency=concurrency, global_rate=global_rate)
         self.ready_reason: str | None = "starting"  # None once serving
+        self._quiet = Throttle()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -94,12 +97,18 @@ class Adapter(abc.ABC):
         log.debug("%s event ignored: %s", self.platform, reason)
 
     def rejected(self, reason: str) -> None:
+        """Count a refused request; log it unless that reason was logged a moment ago (a
+        flood of bad requests must not become a flood of log lines). `reason` is one of a
+        few fixed labels, never text from the request."""
         telemetry.REJECTED.labels(self.platform, reason).inc()
-        log.warning("%s request rejected: %s", self.platform, reason)
+        held = self._quiet.allow(reason)
+        if held is not None:
+            more = f" (and {held} more since the last line)" if held else ""
+            log.warning("%s request rejected: %s%s", self.platform, reason, more)
 
     async def ask(self, message: Incoming, how: str = "mention me with a question") -> Enqueued:
         """Queue a question for the model; an empty one gets a short help reply instead."""
-        text = message.text.strip()
+        text = gate.text(message.text)
         if not text:
             helped = await self.say(message, EMPTY_HELP.format(how=how))
             return Enqueued.QUEUED if helped else Enqueued.DUPLICATE
@@ -110,12 +119,14 @@ class Adapter(abc.ABC):
             message = dataclasses.replace(message, text=text)
         result = await self.store.enqueue(message)
         telemetry.ENQUEUED.labels(self.platform, result.value).inc()
-        if result is not Enqueued.QUEUED:
+        # Counted always, logged once in a while: a flood of questions is a flood of these.
+        if result is not Enqueued.QUEUED and (held := self._quiet.allow(result.value)) is not None:
             log.info(
-                "%s message %s: %s",
+                "%s message %s: %s%s",
                 message.chat,
                 message.message_id,
                 result.value,
+                f" (and {held} more since the last line)" if held else "",
                 extra={"chat": str(message.chat), "message_id": message.message_id},
             )
         return result
@@ -150,4 +161,5 @@ class Adapter(abc.ABC):
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s: failed to handle %s", self.platform, what)
+            if self._quiet.allow("failed") is not None:
+                log.exception("%s: failed to handle %s", self.platform, what)

@@ -10,6 +10,7 @@ network error or 5xx is retried with backoff; a permanent refusal drops the repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -133,12 +134,20 @@ class Sender:
     async def run(self, stop: asyncio.Event, grace: float = 10.0) -> None:
         """Send until `stop` is set; then let chats in flight finish for up to `grace` s."""
         outage = Outage(log)
+        pause = 0.0  # after a step failed for another reason than the store
         while not stop.is_set():
             try:
                 started = await self.step()
                 outage.over()
+                pause = 0.0
             except STORE_DOWN as exc:
                 await outage.wait(exc, stop)
+                continue
+            except Exception:  # a bug, or data no one expected: the other chats go on
+                log.exception("%s: sending failed; going on", self.platform)
+                pause = min(max(pause * 2, 0.1), 5.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
                 continue
             if self._tasks:
                 # A chat finishing may leave replies due at once: look again soon.
@@ -169,6 +178,12 @@ class Sender:
                 await asyncio.wait(self._tasks)
 
     async def _serve(self, pending: Pending) -> None:
+        try:
+            await self._serve_chat(pending)
+        except Exception:  # the chat's lease expires and it is served again later
+            log.exception("%s: sending to %s failed", self.platform, pending.chat)
+
+    async def _serve_chat(self, pending: Pending) -> None:
         chat, platform = pending.chat, self.platform
         done: list[str] = []
         messages = 0

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from adapters.http import HEADER_TIMEOUT, quiet_server_logs
 from core import telemetry
 from core.queue.types import Store
 
@@ -36,9 +37,17 @@ def add_ops_routes(app: web.Application, health: Health, store: Store, platform:
     app.router.add_get("/metrics", metrics)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start serving `app`; the caller cleans the returned runner up."""
-    runner = web.AppRunner(app, access_log=None)
+async def serve(
+    app: web.Application, host: str, port: int, header_timeout: float = HEADER_TIMEOUT
+) -> web.AppRunner:
+    """Start serving `app`; the caller cleans the returned runner up.
+
+    A connection that has not sent a whole request's headers `header_timeout` seconds after
+    it opened (or after its previous response) is closed: aiohttp's keep-alive timer runs
+    from the moment a connection opens, so it is also the header deadline.
+    """
+    quiet_server_logs()
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -32,11 +33,14 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.base import Adapter
 from adapters.egress import RetryAfter, Undeliverable, body, split_text
+from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
+from core import gate
 from core.errors import ConfigError
 from core.messages import ChatKey, Incoming, Reply
 from core.queue.types import Enqueued, SendLimits, Store
@@ -76,6 +80,14 @@ PERMANENT_ERRORS = frozenset(
 AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
+
+SIGNATURE_WINDOW = 300.0  # seconds: Slack's requests are at most five minutes old
+SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+# Slack's ids: teams, channels, users, events (T012AB3C4, C012AB3CD, U012A3CDE, Ev012...).
+SLACK_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+TRIGGER_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
+RESPONSE_URL = re.compile(r"https?://[!-~]{1,1000}")
 
 _MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
@@ -132,6 +144,24 @@ def channel_of(chat: ChatKey) -> str:
     return chat.chat.rpartition(":")[2]
 
 
+def _chat(team: object, channel: object) -> ChatKey:
+    team = gate.ident(team, SLACK_ID, "team")
+    return ChatKey("slack", f"{team}:{gate.ident(channel, SLACK_ID, 'channel')}")
+
+
+def _check_shape(body: str, content_type: str) -> None:
+    """Raise `gate.Refused` for a body bolt could not take apart: JSON that is not an object
+    or nests too deep, an event that is not an object (in a form, its `payload` JSON)."""
+    if content_type == "application/x-www-form-urlencoded":
+        payload = urllib.parse.parse_qs(body).get("payload")
+        if not payload:
+            return
+        body = payload[0]
+    data = gate.loads(body)
+    if not isinstance(data, dict) or not isinstance(data.get("event", {}), dict):
+        raise gate.Refused("malformed")
+
+
 def _retry_after(headers: Mapping[str, Any] | None) -> float:
     try:
         return max(float((headers or {}).get("Retry-After", 1)), 1.0)
@@ -181,7 +211,10 @@ class SlackAdapter(Adapter):
         self.command = command
         self.reset_verb = reset_verb.lower()
         self.timeout = timeout
+        self.body_timeout = BODY_TIMEOUT  # seconds a request's body may take to arrive
         self.bot_user_id = ""
+        # HTTP mode checks signatures itself too, to refuse a forged request before bolt parses it.
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._app_token = app_token
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -272,28 +305,41 @@ class SlackAdapter(Adapter):
     # -- ingress ------------------------------------------------------------------------------
 
     async def _handle_http(self, request: web.Request) -> web.StreamResponse:
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "0")
-        if not timestamp.isdigit():  # slack_sdk's verifier would raise on it
+        # The signature covers the body, but a request without a fresh timestamp and a
+        # well-formed signature is refused before a byte of its body is read.
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        fresh = abs(time.time() - gate.number(timestamp)) <= SIGNATURE_WINDOW
+        if not (fresh and SIGNATURE.fullmatch(signature)):
             self.rejected("bad signature")
             return web.json_response({"error": "invalid request"}, status=401)
         try:
+            raw = await read_body(request, MAX_BODY, self.body_timeout)
+        except web.HTTPException as exc:  # 413 too large, 408 too slow
+            self.rejected("too large" if exc.status == 413 else "too slow")
+            raise
+        if self._verifier is None or not self._verifier.is_valid(raw, timestamp, signature):
+            self.rejected("bad signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            body = raw.decode("utf-8")
+            _check_shape(body, request.content_type)
             bolt_request = AsyncBoltRequest(
-                body=await request.text(),
-                query=request.query_string,
-                headers=dict(request.headers),
+                body=body, query=request.query_string, headers=dict(request.headers)
             )
-        except Exception:  # not UTF-8, not JSON, JSON but not an object, ...
+            response = await self.app.async_dispatch(bolt_request)
+        except (ValueError, TypeError, AttributeError):  # UnicodeDecodeError, gate.Refused
+            # Signed, but not a request of a shape Slack sends, or bolt's parsing gave up on
+            # it (its listeners' own errors are answered inside bolt, with a 500).
             self.rejected("malformed body")
             return web.json_response({"error": "malformed request"}, status=400)
-        response = await self.app.async_dispatch(bolt_request)
-        if response.status == 401:
-            self.rejected("bad signature")
         return await to_aiohttp_response(response)
 
     async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         self.received()
-        message = self._command_message(body)
-        if message is None:
+        try:
+            message = self._command_message(body)
+        except gate.Refused:
             self.ignored("incomplete command")
             await ack()
             return
@@ -315,8 +361,9 @@ class SlackAdapter(Adapter):
         if event.get("bot_id"):  # another bot: never start a conversation between bots
             self.ignored("from a bot")
             return
-        message = self._mention_message(body, event, context.bot_user_id or self.bot_user_id)
-        if message is None:
+        try:
+            message = self._mention_message(body, event, context.bot_user_id or self.bot_user_id)
+        except gate.Refused:
             self.ignored("incomplete mention")
             return
         # An exception here answers Slack with a 500, and Slack retries the event later.
@@ -325,35 +372,30 @@ class SlackAdapter(Adapter):
     async def _on_message(self) -> None:
         self.ignored("message event")
 
-    def _command_message(self, body: Mapping[str, Any]) -> Incoming | None:
-        team, channel = body.get("team_id"), body.get("channel_id")
-        user, trigger = body.get("user_id"), body.get("trigger_id")
-        response_url = body.get("response_url")
-        if not (team and channel and user and trigger and response_url):
-            return None
+    def _command_message(self, body: Mapping[str, Any]) -> Incoming:
+        """A slash command as a question; raises `gate.Refused` for a missing or malformed
+        field."""
         return Incoming(
-            ChatKey(self.platform, f"{team}:{channel}"),
-            sender=str(user),
-            text=to_plain(str(body.get("text") or "")).strip(),
-            message_id=str(trigger),
-            sender_name=str(body.get("user_name") or ""),
-            reply_to=str(response_url),
+            _chat(body.get("team_id"), body.get("channel_id")),
+            sender=gate.ident(body.get("user_id"), SLACK_ID, "user"),
+            text=to_plain(gate.text(body.get("text") or "")).strip(),
+            message_id=gate.ident(body.get("trigger_id"), TRIGGER_ID, "trigger"),
+            sender_name=gate.name(body.get("user_name") or ""),
+            reply_to=gate.ident(body.get("response_url"), RESPONSE_URL, "response_url"),
         )
 
     def _mention_message(
         self, body: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str
-    ) -> Incoming | None:
-        team = body.get("team_id") or event.get("team")
-        channel, user, ts = event.get("channel"), event.get("user"), event.get("ts")
-        event_id = body.get("event_id")
-        if not (team and channel and user and ts and event_id):
-            return None
+    ) -> Incoming:
+        """A mention as a question; raises `gate.Refused` for a missing or malformed field."""
+        ts = gate.ident(event.get("ts"), TS, "ts")
         return Incoming(
-            ChatKey(self.platform, f"{team}:{channel}"),
-            sender=str(user),
-            text=to_plain(str(event.get("text") or ""), bot_user_id).strip(),
-            message_id=str(event_id),
-            thread=str(event.get("thread_ts") or ts),  # a top-level mention starts a thread
+            _chat(body.get("team_id") or event.get("team"), event.get("channel")),
+            sender=gate.ident(event.get("user"), SLACK_ID, "user"),
+            text=to_plain(gate.text(event.get("text") or ""), bot_user_id).strip(),
+            message_id=gate.ident(body.get("event_id"), SLACK_ID, "event"),
+            # a top-level mention starts a thread
+            thread=gate.ident(event.get("thread_ts") or ts, TS, "ts"),
         )
 
     async def _take(self, message: Incoming, how: str) -> Enqueued:

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Literal
 
 from aiohttp import web
-from telegram import Bot, Message, MessageEntity, ReplyParameters, Update, User
+from telegram import Bot, Chat, Message, MessageEntity, ReplyParameters, Update, User
 from telegram import error as tg
 from telegram.constants import ChatType
 from telegram.request import HTTPXRequest
@@ -34,6 +34,8 @@ from telegram.warnings import PTBDeprecationWarning
 
 from adapters.base import Adapter
 from adapters.egress import RetryAfter, Undeliverable, body, coalesced_text, split_text
+from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
+from core import gate
 from core.errors import ConfigError, ParleyError
 from core.messages import ChatKey, Incoming, Reply
 from core.queue.outage import STORE_DOWN
@@ -79,6 +81,7 @@ class TelegramAdapter(Adapter):
     max_length = 4096
     coalesce = True
     poll_backoff = (0.5, 30.0)  # seconds between getUpdates attempts while they fail
+    body_timeout = BODY_TIMEOUT  # seconds a webhook's body may take to arrive
 
     def __init__(
         self,
@@ -229,14 +232,19 @@ class TelegramAdapter(Adapter):
                 return
 
     async def webhook(self, request: web.Request) -> web.Response:
-        """POST from Telegram: check the secret, enqueue, answer."""
+        """POST from Telegram: check the secret, then read the body (bounded), enqueue,
+        answer."""
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not self._secret or not hmac.compare_digest(given, self._secret):
             self.rejected("bad_secret")
             return web.Response(status=403)
         try:
-            update = Update.de_json(await request.json(), self.bot)
-        except Exception:  # not JSON, or JSON that is not an update
+            data = await read_body(request, MAX_BODY, self.body_timeout)
+        except web.HTTPException as exc:  # 413 too large, 408 too slow
+            self.rejected("too_large" if exc.status == 413 else "too_slow")
+            raise
+        update = self._update(data)
+        if update is None:
             self.rejected("malformed")
             return web.Response(status=400)
         if self.me is None:  # getMe has not answered yet: Telegram retries later
@@ -252,10 +260,24 @@ class TelegramAdapter(Adapter):
             )
             return web.Response(status=503)
         except Exception:  # a bad update: redelivering it would fail again
-            log.exception(
-                "telegram: failed to handle update %d", update.update_id, extra=_fields(update)
-            )
+            if self._quiet.allow("failed") is not None:
+                log.exception(
+                    "telegram: failed to handle update %d", update.update_id, extra=_fields(update)
+                )
         return web.Response(text="ok")
+
+    def _update(self, data: bytes) -> Update | None:
+        """The update in a webhook's body, or None if it is not one."""
+        try:
+            raw = gate.loads(data)
+        except gate.Refused:
+            return None
+        if not isinstance(raw, dict) or not _is_int(raw.get("update_id")):
+            return None
+        try:
+            return Update.de_json(raw, self.bot)
+        except Exception:  # JSON in another shape than an update: its classes refuse it
+            return None
 
     async def handle(self, update: Update) -> None:
         """Act on one update. Raises only when the store cannot be reached."""
@@ -268,6 +290,9 @@ class TelegramAdapter(Adapter):
         msg = update.message
         if msg is None:
             self.ignored(_kind(update))
+            return
+        if not _well_formed(msg):  # a webhook can be sent anything that parses
+            self.ignored("malformed")
             return
         if self.allowed_chats and msg.chat_id not in self.allowed_chats:
             self.ignored("not_allowed")
@@ -289,20 +314,22 @@ class TelegramAdapter(Adapter):
         if msg.text is None:
             self.ignored("non_text" if msg.effective_attachment else "service")
             return
+        # Surrogates become U+FFFD, one UTF-16 unit like them: entity offsets still hold.
+        raw = gate.encodable(msg.text)
         private = msg.chat.type == ChatType.PRIVATE
         incoming = Incoming(
             ChatKey(self.platform, str(msg.chat_id)),
             str(user.id),
-            msg.text,
+            gate.text(raw),
             str(update.update_id),
-            sender_name=f"@{user.username}" if user.username else user.first_name,
+            sender_name=gate.name(f"@{user.username}" if user.username else user.first_name),
             reply_to=str(msg.message_id),
         )
-        command = COMMAND.match(msg.text)
+        command = COMMAND.match(raw)
         if command:
             await self._command(incoming, command, private)
             return
-        text, mentioned = self._strip_mentions(msg)
+        text, mentioned = self._strip_mentions(msg, raw)
         if private or mentioned or self._replies_to_me(msg):
             await self.ask(dataclasses.replace(incoming, text=text), how=self._how(private))
         else:
@@ -333,19 +360,20 @@ class TelegramAdapter(Adapter):
     def _how(self, private: bool) -> str:
         return "just write your question" if private else f"@{self._username} your question"
 
-    def _is_me(self, msg: Message, entity: MessageEntity) -> bool:
+    def _is_me(self, data: bytes, entity: MessageEntity) -> bool:
         if entity.type == MessageEntity.MENTION:
-            return msg.parse_entity(entity).lower() == f"@{self._username.lower()}"
+            # Entity offsets count UTF-16 code units.
+            span = data[entity.offset * 2 : (entity.offset + entity.length) * 2]
+            mention = span.decode("utf-16-le", errors="replace")
+            return mention.lower() == f"@{self._username.lower()}"
         if entity.type == MessageEntity.TEXT_MENTION:
             return entity.user is not None and self.me is not None and entity.user.id == self.me.id
         return False
 
-    def _strip_mentions(self, msg: Message) -> tuple[str, bool]:
+    def _strip_mentions(self, msg: Message, text: str) -> tuple[str, bool]:
         """The text without the bot's mentions, and whether there was one."""
-        text = msg.text or ""
-        # Entity offsets count UTF-16 code units.
         data = text.encode("utf-16-le")
-        mine = [e for e in msg.entities if self._is_me(msg, e)]
+        mine = [e for e in msg.entities if self._is_me(data, e)]
         for entity in sorted(mine, key=lambda e: e.offset, reverse=True):
             data = data[: entity.offset * 2] + data[(entity.offset + entity.length) * 2 :]
         if not mine:
@@ -403,6 +431,36 @@ class TelegramAdapter(Adapter):
             raise Undeliverable(f"Telegram refused: {exc.message}") from None
         except tg.BadRequest as exc:  # chat not found, ...: the same request fails again
             raise Undeliverable(f"Telegram refused: {exc.message}") from None
+
+
+def _is_int(value: object) -> bool:
+    """Whether `value` is an integer as the Bot API sends ids (64-bit at most)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
+def _well_formed(msg: Message) -> bool:
+    """Whether the fields parley reads have the types the Bot API documents."""
+    chat, user = msg.chat, msg.from_user
+    return (
+        isinstance(chat, Chat)
+        and _is_int(chat.id)
+        and _is_int(msg.message_id)
+        and isinstance(msg.text, str | None)
+        and _is_int(msg.migrate_to_chat_id or 0)
+        and (
+            user is None
+            or (
+                isinstance(user, User)
+                and _is_int(user.id)
+                and isinstance(user.username, str | None)
+                and isinstance(user.first_name, str)
+            )
+        )
+        and all(
+            isinstance(e, MessageEntity) and _is_int(e.offset) and _is_int(e.length)
+            for e in msg.entities
+        )
+    )
 
 
 def _seconds(exc: tg.RetryAfter) -> float:

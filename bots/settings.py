@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         None, description="redis://, rediss:// or unix:// URL; empty = the embedded store"
     )
     redis_partitions: int = Field(8, ge=1, le=1024)
+    memory_max_chats: int = Field(
+        10_000, ge=1, description="chats (rooms) the in-memory queue remembers at most"
+    )
     worker_batch: int = Field(32, ge=1, le=256)
     worker_max_wait_ms: float = Field(5.0, ge=0, le=1000)
     backlog_limit: int = Field(50, ge=1)
@@ -161,7 +164,7 @@ class Settings(BaseSettings):
     def store(self) -> Store:
         """The Redis store when a URL is set, else the embedded one."""
         if self.redis_url is None:
-            return MemoryStore(self.limits())
+            return MemoryStore(self.limits(), max_chats=self.memory_max_chats)
         return RedisStore.from_url(
             self.redis_url.get_secret_value(), self.limits(), Keys(partitions=self.redis_partitions)
         )

@@ -9,12 +9,16 @@ from dataclasses import fields as dataclass_fields
 from enum import StrEnum
 from typing import Any
 
+from core import gate
+
 
 def _dumps(message: Incoming | Reply) -> str:
     # dataclasses.asdict deep-copies every field; this is the queue's hot path.
     fields = {f.name: getattr(message, f.name) for f in dataclass_fields(message)}
     fields["chat"] = {"platform": message.chat.platform, "chat": message.chat.chat}
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    # Text passes the gate on its way in; a message made elsewhere must still be storable
+    # (a lone surrogate can only stand inside a JSON string, so replacing it keeps the JSON).
+    return gate.encodable(json.dumps(fields, ensure_ascii=False, separators=(",", ":")))
 
 
 def _loads(data: str | bytes) -> dict[str, Any]:

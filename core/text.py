@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from core import gate
+
 _SPACE = re.compile(r"\s+")
 # Han, Hiragana, Katakana, Hangul: scripts written without spaces, counted per character.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -18,7 +20,8 @@ def normalize(text: str) -> str:
 
     NFC rather than NFKC, so that full-width CJK punctuation stays as people type it.
     """
-    text = unicodedata.normalize("NFC", text)
+    # Through the same gate as platform text: a lone surrogate becomes U+FFFD, here as there.
+    text = unicodedata.normalize("NFC", gate.encodable(text))
     text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
     return _SPACE.sub(" ", text).strip()
 

@@ -97,6 +97,10 @@ class Member:
                 await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
             except (ConnectionError, RuntimeError):
                 return  # the browser is gone; the reader side sees it and cleans up
+            except (TypeError, ValueError) as exc:  # encoding fails before anything is sent
+                # Text passes the gate before it reaches a room, so this is a bug; but one
+                # frame that cannot be sent must not silence everything after it.
+                log.error("a %s frame could not be sent: %r", frame.get("type"), exc)
 
 
 class Room:

@@ -29,7 +29,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.base import Adapter
 from adapters.web.rooms import ROOM_NAME, Frame, Full, Member, Room, Rooms
-from core import telemetry
+from core import gate, telemetry
 from core.messages import Incoming, Reply
 from core.queue.outage import STORE_DOWN
 from core.queue.types import Enqueued, Store
@@ -38,11 +38,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 HISTORY_TTL = 30 * 86_400.0  # a room quiet for a month forgets its history
 NAME_CHARS = 32
 REMEMBERED = 10_000  # message ids remembered to acknowledge a re-sent message once
+SMALL_FRAME = 256  # characters: a frame this short is parsed before the rate limit
 CLOSE_BAD_REQUEST = 4400  # the browser must change something (its nickname) first
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-# Control characters, and bidi overrides that could make a message hide or reorder text.
-HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 ASK = re.compile(r"/ask(?:\s+|$)", re.IGNORECASE)
 RESET = re.compile(r"/reset", re.IGNORECASE)
 SECURITY_HEADERS = {
@@ -55,15 +54,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # the address may carry the room's token
     "Cache-Control": "no-cache",
 }
-
-
-def clean(text: str) -> str:
-    """Text as it will be shown: line ends normalised, hidden characters removed, stripped."""
-    return HIDDEN.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
-
-
-def _number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 16 else 0
 
 
 async def _secure(_: web.Request, response: web.StreamResponse) -> None:
@@ -172,7 +162,7 @@ class WebAdapter(Adapter):
         return ws
 
     async def _connection(self, ws: web.WebSocketResponse, request: web.Request, name: str) -> None:
-        nick = " ".join(clean(request.query.get("name", "")).split())[:NAME_CHARS].strip()
+        nick = gate.name(request.query.get("name", ""), NAME_CHARS)
         if not nick or nick.casefold().lstrip("@") == self.bot_name.casefold():
             why = f"{nick} is the bot's name" if nick else "pick a nickname"
             await _refuse(ws, "bad_name", why, CLOSE_BAD_REQUEST)
@@ -190,7 +180,7 @@ class WebAdapter(Adapter):
         member.start()
         try:
             try:
-                await self._join(room, member, _number(request.query.get("after")))
+                await self._join(room, member, gate.number(request.query.get("after")))
             except STORE_DOWN:
                 self.rejected("store_unreachable")  # the browser retries in a moment
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"store unreachable")
@@ -238,10 +228,10 @@ class WebAdapter(Adapter):
             room.broadcast(room.presence())
 
     async def _frame(self, room: Room, member: Member, data: str) -> None:
-        try:
-            frame = json.loads(data)
-        except ValueError:
-            frame = None
+        # Pings (the page sends one every 25 s) do not count against the rate limit; every
+        # other frame is counted before it is parsed, so a flood of large or deeply nested
+        # frames costs a comparison each, not a parse.
+        frame = _parse(data) if len(data) <= SMALL_FRAME else None
         if isinstance(frame, dict) and frame.get("type") == "ping":
             member.push({"type": "pong"})
             return
@@ -257,8 +247,12 @@ class WebAdapter(Adapter):
                     say_id,
                 )
             )
-        elif not isinstance(frame, dict):
-            self._refused(member, "bad_frame", "frames must be JSON objects")
+            return
+        if frame is None and len(data) > SMALL_FRAME:
+            frame = _parse(data)
+        if not isinstance(frame, dict):
+            msg = f"frames must be JSON objects, nested at most {gate.MAX_DEPTH} deep"
+            self._refused(member, "bad_frame", msg)
         elif frame.get("type") == "say":
             await self._say(room, member, frame)
         else:
@@ -278,7 +272,7 @@ class WebAdapter(Adapter):
         if key in self._posted:  # sent again after a reconnect: it is in the room already
             member.push({"type": "ack", "id": msg_id, "seq": self._posted[key]})
             return
-        text = clean(text)
+        text = gate.text(text)
         if not text:
             self._refused(member, "empty", "the message is empty", msg_id)
             return
@@ -360,7 +354,7 @@ class WebAdapter(Adapter):
                 "quote": {
                     "name": reply.asker_name,
                     "text": reply.question,
-                    "seq": _number(reply.reply_to),
+                    "seq": gate.number(reply.reply_to),
                 },
             }
             if reply.note:
@@ -372,6 +366,14 @@ class WebAdapter(Adapter):
                         count = await self.store.backlog(room.chat)
                         room.broadcast({"type": "thinking", "count": count})
             self._remember(key, seq)
+
+
+def _parse(data: str) -> object:
+    """A frame's JSON, or None when it is not JSON (or nested too deep)."""
+    try:
+        return gate.loads(data)
+    except gate.Refused:
+        return None
 
 
 def _error(code: str, message: str, msg_id: object = None) -> Frame:

@@ -48,11 +48,20 @@ class _Chat:
     history_until: float = 0.0
 
 
-class MemoryStore:
-    """Inbox, outbox and context of every chat, in this process's memory."""
+MAX_CHATS = 10_000  # chats remembered (with their history and context) at most
 
-    def __init__(self, limits: Limits | None = None) -> None:
+
+class MemoryStore:
+    """Inbox, outbox and context of every chat, in this process's memory.
+
+    Redis forgets a quiet chat when its keys expire; here, beyond `max_chats` chats, the
+    least recently used ones with nothing queued or being answered are forgotten, so people
+    opening room after room cannot grow the process without bound.
+    """
+
+    def __init__(self, limits: Limits | None = None, max_chats: int = MAX_CHATS) -> None:
         self.limits = limits or Limits()
+        self.max_chats = max_chats
         self._chats: dict[ChatKey, _Chat] = {}
         self._ready: dict[ChatKey, float] = {}
         self._outbox_due: dict[ChatKey, float] = {}  # chats with unsent replies: due time
@@ -63,7 +72,24 @@ class MemoryStore:
         self._wake: asyncio.Event | None = None
 
     def _chat(self, key: ChatKey) -> _Chat:
-        return self._chats.setdefault(key, _Chat())
+        """The chat, created if new, and moved to the recently used end."""
+        chat = self._chats.pop(key, None)
+        if chat is None:
+            chat = _Chat()
+            if len(self._chats) >= self.max_chats:
+                self._forget_quiet()
+        self._chats[key] = chat
+        return chat
+
+    def _peek(self, key: ChatKey) -> _Chat:
+        """The chat for a read: an unknown one is not created (nor remembered)."""
+        return self._chats.get(key) or _Chat()
+
+    def _forget_quiet(self) -> None:
+        # Down to 90% at once, so that the scan is paid once per thousand new chats.
+        excess = len(self._chats) - int(self.max_chats * 0.9)
+        for key in [k for k, c in self._chats.items() if _quiet(c)][: max(excess, 0)]:
+            del self._chats[key]
 
     async def close(self) -> None:
         return None
@@ -159,13 +185,15 @@ class MemoryStore:
             chat = self._holds(claim)
             if chat is None:
                 return Outcome.LOST
-            chat.inbox.popleft()
-            chat.lease_msg, chat.attempts = None, 0
-            self._push_reply(chat, reply, now)
+            # Everything that can raise comes before the first change: all or nothing, as
+            # the Lua script is in Redis.
             turns = [*self._live_context(chat, m.thread, now), m.text, reply.text]
             turns = turns[-lim.context_turns :]
             while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
                 turns.pop(0)
+            chat.inbox.popleft()
+            chat.lease_msg, chat.attempts = None, 0
+            self._push_reply(chat, reply, now)
             chat.contexts[m.thread] = (turns, now + lim.context_ttl)
             self._unlease(m.chat, chat, now)
             return Outcome.OK
@@ -237,7 +265,7 @@ class MemoryStore:
 
     async def history(self, chat: ChatKey, after: int = 0) -> History:
         with self._lock:
-            state = self._chat(chat)
+            state = self._peek(chat)
             if state.history_until <= time.time():
                 return History(0, ())
             entries = tuple((seq, e) for seq, e in state.history if seq > after)
@@ -311,7 +339,7 @@ class MemoryStore:
 
     async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]:
         with self._lock:
-            return list(itertools.islice(self._chat(chat).outbox, limit))
+            return list(itertools.islice(self._peek(chat).outbox, limit))
 
     async def depth(self, platform: str) -> tuple[int, int]:
         with self._lock:
@@ -324,11 +352,16 @@ class MemoryStore:
 
     async def backlog(self, chat: ChatKey) -> int:
         with self._lock:
-            return len(self._chat(chat).inbox)
+            return len(self._peek(chat).inbox)
 
     async def dead_letters(self) -> list[dict[str, object]]:
         with self._lock:
             return list(self._dead)
+
+
+def _quiet(chat: _Chat) -> bool:
+    """Nothing queued, nothing to send, not being answered: only history and context."""
+    return not chat.inbox and not chat.outbox and chat.token is None
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

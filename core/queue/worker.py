@@ -56,17 +56,27 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then finish the batch in hand and return."""
         outage = Outage(log)
+        pause = 0.0  # after a step failed for another reason than the store
         while not stop.is_set():
             try:
                 if not await self.step():
                     # Woken by new work; the timeout also catches retries and expired leases.
                     await self.store.wait_for_work(self.idle_timeout)
                 outage.over()
+                pause = 0.0
             except redis.exceptions.AuthenticationError:
                 raise  # a wrong password does not heal by waiting
             except STORE_DOWN as exc:
                 await outage.wait(exc, stop)
                 self.stats.outages = outage.count
+            except Exception:
+                # A bug, or data no one expected: the chats in hand go back to the queue
+                # when their leases expire, and the worker goes on with the others.
+                log.exception("worker step failed; going on")
+                self._held = []
+                pause = min(max(pause * 2, 0.1), 5.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
         await self._release_held()
 
     async def step(self) -> int:
@@ -84,7 +94,7 @@ class Worker:
             for c, r in zip(claims, results, strict=True)
             if isinstance(r, str)
         ]
-        outcomes = await self.store.complete_all(answers)
+        outcomes = await self._complete(answers)
         self.stats.answered += outcomes.count(Outcome.OK)
         self.stats.lost += outcomes.count(Outcome.LOST)
         telemetry.BATCH.observe(len(claims))
@@ -106,6 +116,35 @@ class Worker:
                 self.stats.lost += outcome == Outcome.LOST
         self._held = []
         return len(claims)
+
+    async def _complete(self, answers: list[tuple[Claim, Reply]]) -> list[Outcome]:
+        """Store a batch's answers; if the batch fails, each alone, and one that still
+        cannot be stored is failed (dead-lettered in the end) so its chat goes on."""
+        try:
+            return await self.store.complete_all(answers)
+        except STORE_DOWN:
+            raise
+        except Exception as exc:
+            if len(answers) == 1:
+                return [await self._fail(answers[0][0], exc)]
+        outcomes: list[Outcome] = []
+        for answer in answers:
+            outcomes.extend(await self._complete([answer]))
+        return outcomes
+
+    async def _fail(self, claim: Claim, exc: Exception) -> Outcome:
+        # The exception's type and text, not its repr: that could carry the message's text.
+        error = f"could not store the reply: {type(exc).__name__}: {exc}"
+        log.error(
+            "%s message %s (attempt %d): %s",
+            claim.message.chat,
+            claim.message.message_id,
+            claim.attempts,
+            error,
+            extra={"chat": str(claim.message.chat), "message_id": claim.message.message_id},
+        )
+        self.stats.failed += 1
+        return await self.store.fail(claim, error)
 
     async def _claim_batch(self) -> list[Claim]:
         claims = await self.store.claim(self.batch_size)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -38,8 +39,11 @@ from tests.fakes.slack_api import (
     command_payload,
     echo,
     mention_callback,
+    signed_headers,
     slack_rig,
 )
+
+FORM = "application/x-www-form-urlencoded"
 
 C1 = ChatKey("slack", "T1:C1")
 
@@ -113,6 +117,80 @@ async def test_malformed_bodies_get_400_and_the_adapter_keeps_serving(
         assert (await rig.caller.command(command_payload("still there?", url)))[0] == 200
         await fake.wait_for(lambda: bool(fake.posted_to(url)))
     assert fake.posted_to(url) == ["> <@U1>: still there?\necho still there? (turns 1)"]
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_lone_surrogates_are_answered_as_replacement_characters(
+    fake: FakeSlack, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with slack_rig(fake, store) as rig:
+        # json.dumps writes the surrogate as a \\ud800 escape: Slack's JSON could carry one.
+        callback = mention_callback(f"<@{BOT_USER}> hi \ud800", event_id="EvS1", ts="300.1")
+        assert (await rig.caller.event(callback))[0] == 200
+        await fake.wait_for(lambda: bool(fake.messages))
+        # A form's percent-encoding can carry the UTF-8-like bytes of a surrogate.
+        url = fake.response_url()
+        payload = {**command_payload("what SURROGATE", url), "user_name": "eve SURROGATE"}
+        form = urllib.parse.urlencode(payload).replace("SURROGATE", "%ED%A0%80")
+        assert (await rig.caller.post(form, FORM))[0] == 200
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+    assert fake.messages[0].text == "echo hi \ufffd (turns 1)"
+    [answer] = fake.posted_to(url)
+    assert answer.startswith("> <@U1>: what \ufffd") and "\necho what \ufffd" in answer
+    assert errors_logged(caplog) == []
+
+
+async def test_signed_requests_of_the_wrong_shape_get_400_without_a_traceback(
+    fake: FakeSlack, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with slack_rig(fake, store) as rig:
+        for event in ("x", [], 5, None):
+            callback = {**mention_callback("hi", event_id="EvX"), "event": event}
+            status, _ = await rig.caller.post(json.dumps(callback), "application/json")
+            assert status in (200, 400), event
+        nested = '{"type": "event_callback", "event": ' + "[" * 50_000 + "]" * 50_000 + "}"
+        assert (await rig.caller.post(nested, "application/json"))[0] == 400
+        assert (await rig.caller.post("payload=" + "%5B" * 5000, FORM))[0] == 400
+        # ids too long or of the wrong characters are not made into chats
+        for team, channel in (("T" * 10_000, "C1"), ("T1", "C" * 10_000), ("T1", "C 1")):
+            callback = mention_callback(f"<@{BOT_USER}> hi", event_id="EvL", channel=channel)
+            callback["team_id"] = callback["event"]["team"] = team
+            assert (await rig.caller.event(callback))[0] == 200
+            payload = {**command_payload("hi", fake.response_url(), channel=channel)}
+            payload["team_id"] = team
+            assert (await rig.caller.command(payload))[0] == 200
+        assert set(store._chats) == set()
+        url = fake.response_url()
+        assert (await rig.caller.command(command_payload("fine?", url)))[0] == 200
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+    assert errors_logged(caplog) == []
+
+
+async def test_bodies_are_bounded_and_forged_ones_are_not_read(
+    fake: FakeSlack, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"token=x&"
+        await asyncio.sleep(30)
+
+    async with slack_rig(fake, store, respond=None) as rig:
+        rig.adapter.body_timeout = 0.5
+        big = "text=" + "x" * (1024 * 1024)
+        assert (await rig.caller.post(big, FORM))[0] == 413
+        headers = {"Content-Type": FORM, **signed_headers("token=x&")}
+        started = time.monotonic()
+        async with rig.caller.session.post(rig.caller.url, data=endless(), headers=headers) as r:
+            assert r.status == 408  # well signed headers, then the body never ends
+        forged = {"Content-Type": FORM, "X-Slack-Request-Timestamp": str(int(time.time()))}
+        for signature in ("", "v0=nothex", "v1=" + "0" * 64):
+            forged["X-Slack-Signature"] = signature
+            async with rig.caller.session.post(rig.caller.url, data=endless(), headers=forged) as r:
+                assert r.status == 401
+        assert time.monotonic() - started < 5
+    assert errors_logged(caplog) == []
 
 
 async def test_slack_checking_the_events_url_gets_its_challenge_back(

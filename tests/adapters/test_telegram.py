@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.exceptions
 from aiohttp import web
@@ -400,6 +401,111 @@ async def test_webhook_checks_the_secret_and_the_json(
         assert fake.webhook is not None  # left in place: Telegram keeps updates for us
     finally:
         await runner.cleanup()
+
+
+# -- hostile input ------------------------------------------------------------------------
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def not_answered() -> float:
+    """Telegram events ignored or requests rejected so far, whatever the reason."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name in ("parley_ignored", "parley_rejected")
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("platform") == "telegram"
+    )
+
+
+async def test_lone_surrogates_reach_the_queue_as_replacement_characters(
+    fake: FakeTelegram, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # JSON's \\ud800 escape decodes to a lone surrogate, which UTF-8 cannot encode.
+    adapter, runner, _ = await webhook_adapter(fake, store)
+    eve = FakeTelegram.user(13, first_name="Eve \udfff")
+    try:
+        async with running(adapter):
+            msg = fake.message(GROUP, eve, "@parley_bot hi \ud800")
+            assert await fake.post_webhook({"update_id": 5, "message": msg}) == 200
+            [sent] = await fake.wait_sent(1)
+            assert sent.text == "re: hi \ufffd"
+            msg = fake.message(GROUP, ALICE, "/ask \udfff\ud800 there")
+            assert await fake.post_webhook({"update_id": 6, "message": msg}) == 200
+            await fake.wait_sent(2)
+            assert fake.sent[1].text == "re: \ufffd\ufffd there"
+    finally:
+        await runner.cleanup()
+    assert errors_logged(caplog) == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": 5},  # not a string
+        {"text": ["@parley_bot", "hi"]},
+        {"chat": None},  # no chat
+        {"text": "", "entities": [{"type": "mention", "offset": 0, "length": 11}]},
+        {"entities": [{"type": "mention", "offset": "0", "length": 11}]},
+        {"message_id": "12"},
+        {"from": {"id": "11", "is_bot": False, "first_name": "Alice"}},
+        {"from": {"id": 11, "is_bot": False, "first_name": 7}},
+        {"chat": {"id": 2**70, "type": "group"}},
+    ],
+)
+async def test_malformed_messages_are_ignored_with_a_reason_not_a_traceback(
+    fake: FakeTelegram, store: MemoryStore, caplog: pytest.LogCaptureFixture, fields: JSON
+) -> None:
+    adapter, runner, _ = await webhook_adapter(fake, store)
+    try:
+        async with running(adapter):
+            msg = {**fake.message(GROUP, ALICE, "@parley_bot hi"), **fields}
+            msg = {k: v for k, v in msg.items() if v is not None}
+            before = not_answered()
+            assert await fake.post_webhook({"update_id": 7, "message": msg}) in (200, 400)
+            assert not_answered() == before + 1  # with a reason: malformed, chatter, ...
+            assert await queued(store) == []
+            good = fake.message(GROUP, ALICE, "@parley_bot and now?")
+            assert await fake.post_webhook({"update_id": 8, "message": good}) == 200
+            await fake.wait_sent(1)
+    finally:
+        await runner.cleanup()
+    assert errors_logged(caplog) == []
+
+
+async def test_webhook_bodies_are_bounded_in_size_and_time(
+    fake: FakeTelegram, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter, runner, url = await webhook_adapter(fake, store)
+    adapter.body_timeout = 0.5
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b'{"update_id": 1, '
+        await asyncio.sleep(30)
+
+    try:
+        async with running(adapter), aiohttp.ClientSession() as http:
+            big = b'{"update_id": 9, "pad": "' + b"x" * (1024 * 1024) + b'"}'
+            assert await fake.post_webhook(big) == 413
+            started = time.monotonic()
+            async with http.post(url, data=endless(), headers=headers) as response:
+                assert response.status == 408
+            assert time.monotonic() - started < 5
+            # a forged request is refused before its body is read
+            forged = {**headers, "X-Telegram-Bot-Api-Secret-Token": "wrong"}
+            async with http.post(url, data=endless(), headers=forged) as response:
+                assert response.status == 403
+            assert await fake.post_webhook(b'{"update_id": ' + b"[" * 50_000) == 400
+            good = fake.message(GROUP, ALICE, "@parley_bot fine?")
+            assert await fake.post_webhook({"update_id": 10, "message": good}) == 200
+            await fake.wait_sent(1)
+    finally:
+        await runner.cleanup()
+    assert errors_logged(caplog) == []
 
 
 # -- sending ------------------------------------------------------------------------------

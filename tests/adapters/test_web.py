@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -376,6 +377,84 @@ async def test_stopping_closes_the_sockets_so_browsers_reconnect(store: Store) -
         pass
     assert message.type == WSMsgType.CLOSE and message.data == 1001
     await client.close()
+
+
+# -- hostile input -----------------------------------------------------------------------------
+# JSON's \\ud800 escape is plain ASCII on the wire and a lone UTF-16 surrogate once decoded:
+# text that UTF-8 cannot encode, if it got past the gate.
+SURROGATE_FRAME = '{"type": "say", "id": "%s", "text": "%s \\ud800"}'
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_lone_surrogate_in_a_question_is_answered_and_the_bot_goes_on(
+    make_room: MakeRoom, caplog: pytest.LogCaptureFixture
+) -> None:
+    room = await make_room()
+    ann = await room.join("ann")
+    await ann.ws.send_str(SURROGATE_FRAME % ("a1", "@parley hi"))
+    reply = await ann.bot_reply()
+    assert reply["quote"]["text"] == "hi \ufffd" and reply["text"] == "re: hi \ufffd (1 turns)"
+    await ann.ws.send_str('{"type": "say", "id": "a2", "text": "/ask \\udfff"}')
+    assert (await ann.bot_reply())["quote"]["text"] == "\ufffd"
+    await ann.say("@parley still there?")
+    assert (await ann.bot_reply())["quote"]["text"] == "still there?"
+    assert errors_logged(caplog) == []
+
+
+async def test_a_lone_surrogate_in_chatter_does_not_silence_the_room(make_room: MakeRoom) -> None:
+    room = await make_room()
+    ann, bob = await room.join("ann"), await room.join("bob")
+    await ann.ws.send_str(SURROGATE_FRAME % ("c1", "hello"))
+    assert (await bob.expect("message", kind="user"))["text"] == "hello \ufffd"
+    await ann.say("and after")
+    assert (await bob.expect("message", kind="user"))["text"] == "and after"
+    carl = await room.join("carl")
+    assert [m["text"] for m in carl.messages()] == ["hello \ufffd", "and after"]
+
+
+async def test_a_frame_that_cannot_be_sent_is_skipped_not_the_ones_after_it(
+    make_room: MakeRoom,
+) -> None:
+    room = await make_room()
+    ann, bob = await room.join("ann"), await room.join("bob")
+    lobby = room.adapter.rooms.get("lobby")
+    assert lobby is not None
+    lobby.broadcast({"type": "notice", "message": "\ud800"})  # past the gate only by a bug
+    await bob.say("next")
+    assert (await ann.expect("message", kind="user"))["text"] == "next"
+
+
+async def test_a_resume_number_that_is_not_ascii_digits_starts_from_the_beginning(
+    make_room: MakeRoom,
+) -> None:
+    room = await make_room()
+    ann = await room.join("ann")
+    await ann.say("first")
+    for after in ("\u00b2", "\u0663", "1" * 40, "-3"):  # ², Arabic-Indic three, ...
+        bob = await room.join("bob", after=after)  # type: ignore[arg-type]
+        assert bob.messages()[0]["text"] == "first", after
+        await bob.say(f"bob after {after!r}")
+        await bob.ws.close()
+
+
+async def test_deeply_nested_frames_are_refused_after_the_rate_limit(
+    make_room: MakeRoom, caplog: pytest.LogCaptureFixture
+) -> None:
+    room = await make_room(rate=3)
+    ann = await room.join("ann")
+    await ann.ws.send_str("[" * 60_000)
+    assert "nested" in (await ann.expect("error", code="bad_frame"))["message"]
+    await ann.ws.send_str('{"a": ' * 40 + "1" + "}" * 40)
+    await ann.expect("error", code="bad_frame")
+    await ann.say("still here")
+    await ann.ws.send_str("[" * 60_000)  # the fourth frame in 10 s: not even parsed
+    await ann.expect("error", code="rate_limited")
+    await ann.ws.send_json({"type": "ping"})
+    await ann.expect("pong")
+    assert errors_logged(caplog) == []
 
 
 def test_importing_the_web_chat_does_not_import_tensorflow() -> None:

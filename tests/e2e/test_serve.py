@@ -117,7 +117,13 @@ async def test_parley_serve_opens_a_room_with_the_bundled_model(start: Any) -> N
         reply = await ask(http, base, "@parley hi there! how are you?")
         assert reply["name"] == "parley" and reply["text"].strip()
         assert reply["quote"]["text"] == "hi there! how are you?"
+        # A lone surrogate (ASCII on the wire: send_json writes the escape \ud800) is
+        # answered like any other question, and the process goes on answering.
+        for question, quoted in (("@parley hi \ud800", "hi \ufffd"), ("/ask \udfff", "\ufffd")):
+            assert (await ask(http, base, question))["quote"]["text"] == quoted
+        assert (await ask(http, base, "@parley still there?"))["text"].strip()
     assert await stopped(serve) == 0, serve.tail()
+    assert "Traceback" not in serve.tail()
 
 
 async def test_parley_web_answers_through_redis_with_a_worker_process(

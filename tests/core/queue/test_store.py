@@ -9,7 +9,8 @@ import time
 import pytest
 
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
-from core.queue.types import Enqueued, History, Outcome, SendLimits
+from core.queue.memory_store import MemoryStore
+from core.queue.types import Enqueued, History, Limits, Outcome, SendLimits
 
 A = ChatKey("telegram", "-100")
 B = ChatKey("slack", "C42")
@@ -308,3 +309,17 @@ async def test_history_keeping_nothing_still_numbers_and_a_quiet_room_starts_ove
     await asyncio.sleep(0.3)
     assert await store.history(quiet) == History(0, ())
     assert await store.append_history(quiet, "b", 10, 0.2) == 1
+
+
+async def test_the_memory_store_forgets_the_least_recently_used_quiet_chats() -> None:
+    store = MemoryStore(Limits(sender_rate=0), max_chats=100)
+    busy = Incoming(ChatKey("web", "busy"), "u", "still waiting", "b1")
+    await store.enqueue(busy)
+    for n in range(1000):
+        await store.append_history(ChatKey("web", f"room{n}"), f"entry {n}", 100, 3600)
+        await store.history(ChatKey("web", f"never{n}"))  # reading creates nothing
+    assert len(store._chats) <= 100
+    assert (await store.history(ChatKey("web", "room999"))).entries == ((1, "entry 999"),)
+    assert (await store.history(ChatKey("web", "room0"))).last == 0  # forgotten
+    [claim] = await store.claim(10)
+    assert claim.message == busy  # a chat with a queued message is never forgotten

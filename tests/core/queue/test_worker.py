@@ -101,6 +101,45 @@ async def test_poison_message_is_isolated_and_dead_lettered() -> None:
     assert [r.text for r in replies] == ["echo m0", "Sorry, I couldn't answer that one.", "echo m2"]
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_message_whose_answer_cannot_be_stored_is_dead_lettered(  # type: ignore[no-untyped-def]
+    kind: str, redis_server
+) -> None:
+    # Text that cannot be encoded (a lone surrogate) never gets past the adapters' gate; a
+    # message that got into the queue some other way must still not stop the worker.
+    if kind == "redis":
+        redis_server.flush()
+        store = RedisStore.from_url(redis_server.url, LIMITS)
+    else:
+        store = MemoryStore(LIMITS)
+    poisoned = Incoming(ChatKey("web", "room0"), "u", "hi \ud800", "bad")
+    await store.enqueue(poisoned)
+    for m in interleaved(chats=2, per_chat=2):
+        await store.enqueue(m)
+    # The memory store keeps the question as it is; Redis kept it as UTF-8, with U+FFFD.
+    worker = Worker(store, echo, batch_size=8)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while len(await store.replies(ChatKey("web", "room1"))) < 2 or (
+                len(await store.replies(ChatKey("web", "room0"))) < 3
+            ):
+                assert not task.done()
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+    texts = [r.text for r in await store.replies(ChatKey("web", "room0"))]
+    if kind == "memory":
+        assert texts == ["Sorry, I couldn't answer that one.", "echo m0", "echo m1"]
+        [dead] = await store.dead_letters()
+        assert "UnicodeEncodeError" in str(dead["error"])
+    else:
+        assert texts == ["echo hi \ufffd", "echo m0", "echo m1"]
+    await store.close()
+
+
 async def test_shutdown_releases_what_it_holds() -> None:
     store = MemoryStore(LIMITS)
     for m in interleaved(chats=2, per_chat=1):
