@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.common import table
-from core.text import ends_sentence
+from core.metrics import mid_sentence
 
 HERE = Path(__file__).resolve().parent / "judging"
 PROMPTS = HERE / "prompts.json"
@@ -124,7 +124,7 @@ def score(run: Path) -> None:
             ]
             cells.append(" / ".join(f"{m:.2f}" for m in per_judge))
             cells.append(f"{sum(per_judge) / len(per_judge):.2f}")
-        cut = sum(not ends_sentence(key[k]["reply"]) and _ran_out(key[k]["reply"]) for k in mine)
+        cut = round(mid_sentence([key[k]["reply"] for k in mine]) * len(mine))
         cells.append(str(cut))
         rows.append(tuple(cells))
     print(f"judges: {', '.join(judges)}")
@@ -149,37 +149,6 @@ def score(run: Path) -> None:
             same = sum(a[k][axis] == b[k][axis] for k in key) / len(key)
             close = sum(abs(a[k][axis] - b[k][axis]) <= 1 for k in key) / len(key)
             print(f"{label}: judges agree exactly on {same:.0%}, within one point on {close:.0%}")
-
-
-def _ran_out(text: str) -> bool:
-    """A reply that stops on a dangling word is cut; one without a final mark may be whole
-    ("sounds good"), so only replies ending in a joining word count."""
-    dangling = {
-        "the",
-        "a",
-        "an",
-        "and",
-        "but",
-        "or",
-        "to",
-        "of",
-        "i",
-        "my",
-        "is",
-        "that",
-        "with",
-        "for",
-        "in",
-        "on",
-        "so",
-        "because",
-        "it's",
-        "i'm",
-        "was",
-        "are",
-    }
-    last = text.rstrip().split()[-1].lower() if text.strip() else ""
-    return last in dangling
 
 
 def main() -> None:

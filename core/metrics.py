@@ -56,13 +56,13 @@ def first_words(replies: Sequence[str], count: int) -> list[str]:
     return out
 
 
-# Words a sentence cannot end on: a reply stopping on one was cut off ("...the other
-# reason I"). A reply without a final mark can still be whole ("sounds good"), so marks
-# alone do not decide.
-_DANGLING = """a an the and but or nor so because if that which who whose to of in on at for
-from with by as than then i i'm my your our their his her its is are was were be been am
-will would can could should do does did have has had not very really just like"""
-DANGLING = frozenset(_DANGLING.split())
+# Words a sentence does not end on: a reply stopping on one was cut off ("...the other
+# reason I"). Only words that cannot close a sentence count: "I do", "yes I am", "I think
+# so" and "who with?" are whole, and a reply without a final mark can be whole too.
+DANGLING = frozenset(
+    {"a", "an", "the", "and", "but", "or", "nor", "because", "of", "to", "from", "than"}
+    | {"my", "your", "our", "their", "its", "i", "i'm", "whose"}
+)
 
 
 def mid_sentence(replies: Sequence[str]) -> float:
