@@ -154,3 +154,29 @@ async def test_worker_answers_from_redis_and_stops_on_sigterm(
         await store.close()
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"worker stopped" in err
+
+
+@pytest.mark.slow
+def test_index_builds_the_reply_index_and_persona(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from core.model.index import ReplyIndex
+
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model, model)
+    (model / "persona.yml").unlink(missing_ok=True)
+    extra = tmp_path / "extra.tsv"
+    extra.write_text("what is your favourite board game\tChess, every time.\n")
+    result = run_cli("index", str(model), "--extra", f"tsv:{extra}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replies indexed" in result.stdout
+    assert (model / "index.npz").is_file() and (model / "persona.yml").is_file()
+    index = ReplyIndex.load(model / "index.npz")
+    assert index.search(["what is your favourite board game?"], 1)[0].text == "Chess, every time."
+    answer = run_cli(
+        "chat", str(model), stdin="what is your name?\n", env={"PARLEY_BOT_NAME": "Kim"}
+    )
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert "Kim" in answer.stdout  # the persona, with the bot's name
+    broken = run_cli("index", str(tmp_path / "nothing-here"))
+    assert broken.returncode != 0 and "parley.json" in broken.stderr
