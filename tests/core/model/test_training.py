@@ -103,3 +103,30 @@ def test_cpu_budget_stops_training_and_keeps_the_model(
     spent = artifact.read_meta(tmp_path / "m").training["cpu_seconds"]
     assert budget * 60 <= spent < budget * 60 + 30  # the first step includes tracing
     assert (tmp_path / "m" / artifact.WEIGHTS).is_file()
+
+
+def test_learning_rate_decays_after_every_epoch(
+    synthetic_jsonl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.model import training
+    from core.model.config import ModelConfig, TrainOptions
+
+    trainers: list[training.Trainer] = []
+    rates: list[float] = []
+    init, bucketed = training.Trainer.__init__, training.bucketed
+
+    def keep(self: training.Trainer, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)
+        trainers.append(self)
+
+    def record(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        rates.append(float(trainers[0].optimizer.learning_rate.numpy()))  # set for this epoch
+        return bucketed(*args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "__init__", keep)
+    monkeypatch.setattr(training, "bucketed", record)
+    options = TrainOptions(
+        epochs=3, patience=9, learning_rate=1e-2, lr_decay=0.5, batch_tokens=800, verbose=False
+    )
+    training.train(f"jsonl:{synthetic_jsonl}", tmp_path / "m", ModelConfig(**TINY), options)
+    assert rates == pytest.approx([1e-2, 5e-3, 2.5e-3])
