@@ -60,13 +60,15 @@ class DecodeOptions:
     # match similarity + pmi_weight * (log p(reply | context) - prior_weight * log p(reply)),
     # log-probabilities per token, among the candidates whose pointwise mutual information
     # log p(reply | context) - log p(reply) is at least min_pmi (all of them if none is):
-    # a reply the conversation makes no likelier is one that would fit anywhere.
+    # a reply the conversation makes no likelier is one that would fit anywhere. Within
+    # each of those two tiers, replies under min_words words rank after the longer ones.
     # candidates = 0 turns the index off: generated replies only.
     candidates: int = 24
     samples: int = 4
     pmi_weight: float = 0.5
     prior_weight: float = 0.5
     min_pmi: float = 0.3
+    min_words: int = 3  # shorter candidates ("ok", "lol") rank after the longer ones
 
     def __post_init__(self) -> None:
         if self.method not in get_args(DecodeMethod):

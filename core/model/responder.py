@@ -32,7 +32,7 @@ from core.model.index import Hit, ReplyIndex, script
 from core.model.persona import FILE as PERSONA_FILE
 from core.model.persona import Persona
 from core.model.tokenizer import EOS, PAD
-from core.text import ends_sentence, normalize, sentences
+from core.text import ends_sentence, normalize, sentences, words
 
 SCORE_ROWS = 256  # candidate rows per scoring pass: bounds the [rows, length, vocab] logits
 FOREIGN = 0.5  # a message with less than this share of letters in the model's scripts
@@ -337,7 +337,10 @@ class Responder:
         )
         sim = np.array([c.similarity for p in pools for c in p])
         scores = sim + options.pmi_weight * (cond - options.prior_weight * prior)
-        # below min_pmi: ranked after every candidate that reaches it
+        # below min_pmi: ranked after every candidate that reaches it; under min_words
+        # ("ok", "lol"): after the longer ones the conversation supports as well
         scores = np.where(cond - prior >= options.min_pmi, scores, scores - UNINFORMED)
+        short = np.array([len(words(c.text)) < options.min_words for p in pools for c in p])
+        scores = np.where(short, scores - UNINFORMED / 10, scores)
         bounds = np.cumsum([0, *(len(p) for p in pools)])
         return [scores[a:b] for a, b in itertools.pairwise(bounds)]

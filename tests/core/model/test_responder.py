@@ -108,3 +108,15 @@ def test_hits_at_1_is_higher_for_the_trained_model(
     trained = hits_at_1(responder_rank(indexed), test, count=4, candidates=4)
     chance = hits_at_1(likelihood_rank(untrained_responder), test, count=4, candidates=4)
     assert trained >= 0.75 > chance, (trained, chance)
+
+
+def test_stock_replies_rank_after_longer_ones(tiny_responder: Responder) -> None:
+    question = QUESTIONS["music"]
+    pool = [Candidate("jazz", 0.5), Candidate(TOPICS["music"][1], 0.0)]
+    lenient = DecodeOptions(min_pmi=-1e9, min_words=0, pmi_weight=0.0)
+    (scores,) = tiny_responder.rank([[question]], [pool], lenient)
+    assert scores[0] > scores[1]  # by match alone, the one-word reply wins
+    (scores,) = tiny_responder.rank(
+        [[question]], [pool], DecodeOptions(min_pmi=-1e9, pmi_weight=0.0)
+    )
+    assert scores[1] > scores[0]  # with the default min_words, the sentence does
