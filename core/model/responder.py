@@ -131,15 +131,8 @@ class Responder:
         return self._decoders[key]
 
     def _padded(self, source: np.ndarray) -> np.ndarray:
-        """With XLA, each input shape compiles once: round rows up to a power of two and
-        columns to a multiple of 16, so a few shapes serve every batch."""
-        if not self.jit:
-            return source
-        rows, cols = source.shape
-        out = np.full((1 << (rows - 1).bit_length(), -(-cols // 16) * 16), PAD, np.int32)
-        out[:rows, :cols] = source
-        out[rows:, 0] = EOS  # filler rows: a one-token context
-        return out
+        """With XLA, each input shape compiles once: a few shapes serve every batch."""
+        return _rounded(source) if self.jit else source
 
     def encode(self, contexts: Sequence[Sequence[str]]) -> np.ndarray:
         config = self.meta.config
@@ -225,13 +218,20 @@ class Responder:
         order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), SCORE_ROWS):
             part = order[start : start + SCORE_ROWS]
+            # A few shapes only (rows a multiple of 16, length of 8): every new shape costs
+            # the math libraries memory that they keep.
+            targets = pad([rows[i] for i in part], -(-int(lengths[part].max()) // 8) * 8)
+            filler = -len(part) % 16
+            targets = np.concatenate([targets, np.full((filler, targets.shape[1]), PAD)])
+            targets[len(part) :, 0] = EOS
+            owned = np.concatenate([owner[part], np.zeros(filler, np.int32)])
             with self._lock:
                 total = self.scorer().log_probs(
-                    tf.constant(source),
-                    tf.constant(pad([rows[i] for i in part])),
-                    tf.constant(owner[part]),
+                    tf.constant(_rounded(source)),
+                    tf.constant(targets, tf.int32),
+                    tf.constant(owned),
                 )
-            out[part] = np.asarray(total)
+            out[part] = np.asarray(total)[: len(part)]
         return out / np.maximum(lengths, 1)
 
     def priors(self, replies: Sequence[str]) -> np.ndarray:
@@ -347,3 +347,13 @@ class Responder:
         scores = np.where(short, scores - UNINFORMED / 10, scores)
         bounds = np.cumsum([0, *(len(p) for p in pools)])
         return [scores[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _rounded(source: np.ndarray) -> np.ndarray:
+    """Contexts padded to a few shapes: rows up to a power of two, columns to a multiple
+    of 16 (filler rows are a one-token context)."""
+    rows, cols = source.shape
+    out = np.full((1 << (rows - 1).bit_length(), -(-cols // 16) * 16), PAD, np.int32)
+    out[:rows, :cols] = source
+    out[rows:, 0] = EOS
+    return out
