@@ -1,6 +1,7 @@
 """Peak memory of a process that holds the default model and answers messages.
 
-Runs a child process that loads the model, answers a batch of 32 with each decoding method,
+Runs a child process that loads the model, answers a batch of 32 everyday messages (ones
+the persona leaves to the model, so every one is ranked) with each decoding method,
 and reports its peak resident set size (ru_maxrss), beside a child that only imports
 TensorFlow, as a baseline measured in the same run.
 
@@ -24,10 +25,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 IMPORT_ONLY = "import tensorflow"
 ANSWER = """
 from pathlib import Path
+from bench.decode import MESSAGES
 from core.model.responder import Responder
 r = Responder.load(Path({model!r}))
-for method in ("greedy", "beam", "sample"):
-    r.reply([["hello, how are you doing today?"]] * 32, method=method)
+batch = [[MESSAGES[i % len(MESSAGES)]] for i in range(32)]
+for method in ("greedy", "beam", "sample"):  # the generated candidates' decoding
+    r.reply(batch, method=method)
 """
 
 
