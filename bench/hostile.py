@@ -34,7 +34,7 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,28 +152,37 @@ async def ws_frames(
 ) -> None:
     """A connection to a room (a new one half the time) that sends a few hostile frames."""
     room = f"r{n}" if n % 2 else f"lobby{n % 7}"
-    try:
-        async with http.ws_connect(f"{base}/r/{room}/ws", params={"name": f"eve{n}"}) as ws:
-            for k in range(random.randint(1, 4)):
-                frame = random.choice(frames)(n * 10 + k)
-                if isinstance(frame, bytes):
-                    await ws.send_bytes(frame)
-                else:
-                    await ws.send_str(frame)
-                tally.inputs += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ws.receive(), 0.5)
-    except aiohttp.WSServerHandshakeError as exc:
-        tally.status(exc.status)
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        tally.errors[type(exc).__name__] += 1
+
+    async def send(ws: aiohttp.ClientWebSocketResponse) -> None:
+        for k in range(random.randint(1, 4)):
+            frame = random.choice(frames)(n * 10 + k)
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
+            tally.inputs += 1
+
+    await _websocket(http, f"{base}/r/{room}/ws", {"name": f"eve{n}"}, tally, send)
 
 
 async def ws_queries(http: aiohttp.ClientSession, base: str, n: int, tally: Tally) -> None:
     query = urllib.parse.urlencode(random.choice(QUERIES), errors="surrogatepass")
     tally.inputs += 1
+    await _websocket(http, f"{base}/r/lobby/ws?{query}", None, tally, None)
+
+
+async def _websocket(
+    http: aiohttp.ClientSession,
+    url: str,
+    params: dict[str, str] | None,
+    tally: Tally,
+    send: Callable[[aiohttp.ClientWebSocketResponse], Awaitable[None]] | None,
+) -> None:
+    """Open a websocket, `send` on it, wait briefly for an answer; count how it ended."""
     try:
-        async with http.ws_connect(f"{base}/r/lobby/ws?{query}") as ws:
+        async with http.ws_connect(url, params=params) as ws:
+            if send is not None:
+                await send(ws)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ws.receive(), 0.5)
     except aiohttp.WSServerHandshakeError as exc:

@@ -102,16 +102,7 @@ class Worker:
             telemetry.ANSWERED.labels(outcome.value).inc()
         for claim, result in zip(claims, results, strict=True):
             if not isinstance(result, str):
-                log.error(
-                    "responder failed on %s message %s (attempt %d): %r",
-                    claim.message.chat,
-                    claim.message.message_id,
-                    claim.attempts,
-                    result,
-                    extra={"chat": str(claim.message.chat), "message_id": claim.message.message_id},
-                )
-                self.stats.failed += 1
-                outcome = await self.store.fail(claim, repr(result))
+                outcome = await self._fail(claim, "the responder failed", result)
                 telemetry.ANSWERED.labels(outcome.value).inc()
                 self.stats.lost += outcome == Outcome.LOST
         self._held = []
@@ -126,15 +117,16 @@ class Worker:
             raise
         except Exception as exc:
             if len(answers) == 1:
-                return [await self._fail(answers[0][0], exc)]
+                return [await self._fail(answers[0][0], "could not store the reply", exc)]
         outcomes: list[Outcome] = []
         for answer in answers:
             outcomes.extend(await self._complete([answer]))
         return outcomes
 
-    async def _fail(self, claim: Claim, exc: Exception) -> Outcome:
+    async def _fail(self, claim: Claim, what: str, exc: BaseException) -> Outcome:
+        """Log why a message failed and fail it in the store (dead-lettered in the end)."""
         # The exception's type and text, not its repr: that could carry the message's text.
-        error = f"could not store the reply: {type(exc).__name__}: {exc}"
+        error = f"{what}: {type(exc).__name__}: {exc}"
         log.error(
             "%s message %s (attempt %d): %s",
             claim.message.chat,
