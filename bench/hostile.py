@@ -253,12 +253,7 @@ async def telegram_webhook(
     body = telegram_bodies(fake, n)
     secret = WEBHOOK_SECRET if n % 5 else "forged"
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret, "Content-Type": "application/json"}
-    tally.inputs += 1
-    try:
-        async with http.post(url, data=body, headers=headers) as response:
-            tally.status(response.status)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        tally.errors[type(exc).__name__] += 1
+    await _post(http, url, body, headers, tally)
 
 
 async def slack_request(http: aiohttp.ClientSession, url: str, n: int, tally: Tally) -> None:
@@ -281,6 +276,13 @@ async def slack_request(http: aiohttp.ClientSession, url: str, n: int, tally: Ta
     else:  # a forged signature and a body that never ends
         data = endless_body()
         headers = {"Content-Type": "application/json", **signed_headers("x", "forged!")}
+    await _post(http, url, data, headers, tally)
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, data: Any, headers: dict[str, str], tally: Tally
+) -> None:
+    """One hostile request; count the answer, or how the connection ended."""
     tally.inputs += 1
     try:
         async with http.post(url, data=data, headers=headers) as response:
