@@ -47,7 +47,7 @@ Reply = Callable[[list[str]], str]  # the conversation so far, oldest first -> a
 def systems(names: Sequence[str]) -> dict[str, Reply]:
     from pathlib import Path as P
 
-    from bench.quality import SHIPPED
+    from bench.quality import FORMER
     from bench.retrieval import TfidfRetrieval
     from core.corpora import examples_from, load_corpus
     from core.model import artifact
@@ -62,7 +62,7 @@ def systems(names: Sequence[str]) -> dict[str, Reply]:
         bot = TfidfRetrieval(train, seed=1)
         out["retrieval"] = lambda turns: bot.reply([turns])[0]
     if "generated" in names:  # the bundled model's decoder alone, as first shipped
-        out["generated"] = lambda turns: responder.generate([turns], **SHIPPED, seed=7)[0]
+        out["generated"] = lambda turns: responder.generate([turns], **FORMER, seed=7)[0]
     for name in names:  # parley, or a variant: parley@pmi_weight=0.25,prior_weight=1
         if name.partition("@")[0] == "parley":
             options = {

@@ -118,7 +118,7 @@ def train_all(work: Path, budget: float, jobs: int) -> None:
 PLAIN = {"min_length": 1, "no_repeat_ngram": 3}
 BASELINE2 = {**PLAIN, "method": "greedy"}  # the responder's first version, greedy decoding
 # How the bundled model generated its replies before the responder chose among candidates.
-SHIPPED = {**PLAIN, "method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 12}
+FORMER = {**PLAIN, "method": "sample", "temperature": 0.8, "top_p": 0.9, "min_length": 12}
 # The corpora besides chitchat's training split whose replies the bundled model's index
 # holds: chatterbot-corpus's small talk (its bot-profile topics are the persona's job).
 INDEX_EXTRA = tuple(
@@ -174,7 +174,7 @@ def systems(work: Path, parley: Any, train: list[Example], seed: int = 0) -> lis
     if not (work / "parley" / FILE).is_file():
         indexing.build(work / "parley", INDEX_EXTRA, parley)
     chooser = Responder.load(work / "parley", warm_up=False)
-    seed_lstm, first, former = load_seed(work / "seed-lstm"), decoder(BASELINE2), decoder(SHIPPED)
+    seed_lstm, first, former = load_seed(work / "seed-lstm"), decoder(BASELINE2), decoder(FORMER)
     retrieval = TfidfRetrieval(train, seed)
     minutes = cpu(work / "parley")
     return [
@@ -299,7 +299,7 @@ def report(work: Path, words: int, lever_words: int) -> None:
 
     split = artifact.load_split(work / "parley")
     conversations = load_corpus(CORPUS)
-    parley = Responder.load(work / "parley", DecodeOptions(**SHIPPED), warm_up=False)  # type: ignore[arg-type]
+    parley = Responder.load(work / "parley", DecodeOptions(**FORMER), warm_up=False)  # type: ignore[arg-type]
     turns = parley.meta.config.context_turns
     test = examples_from(split.part(conversations, "test"), turns)
     contexts = held_out(split, conversations, turns)
