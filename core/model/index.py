@@ -169,7 +169,16 @@ class ReplyIndex:
         weights = np.array([v for p in postings for _, v in p], np.float32)
         scripts = scripts_of(replies)
         return cls(
-            vocabulary, idf, pointers, documents, weights, replies, None, scripts, background
+            vocabulary,
+            idf,
+            pointers,
+            documents,
+            weights,
+            replies,
+            None,
+            scripts,
+            background,
+            reply_weight,
         )
 
     def rarity(self, term: str) -> float:

@@ -95,3 +95,11 @@ def test_missing_corrupt_and_other_version_are_clear_errors(
     monkeypatch.undo()
     with pytest.raises(ModelFormatError, match=r"version 99.*parley index"):
         ReplyIndex.load(tmp_path / "future.npz")
+
+
+def test_similarity_follows_the_reply_weight_the_index_was_built_with() -> None:
+    questions_only = ReplyIndex.build(PAIRS, reply_weight=0.0)
+    turns = ["do you like music?"]
+    hit = questions_only.search(turns, 1)[0]
+    (again,) = questions_only.similarity(turns, [PAIRS[1]])
+    assert again == pytest.approx(hit.similarity, abs=1e-3)
