@@ -47,5 +47,5 @@ def build(directory: Path, extra: Sequence[str] = (), responder: Any = None) -> 
     index = ReplyIndex.build(everything)
     index.prior = responder.priors(index.replies)
     index.save(directory / FILE)
-    Persona.install(directory, index.replies[:2000])
+    Persona.install(directory, index.scripts)
     return index

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from core.errors import ModelFormatError
-from core.model.index import ReplyIndex, scripts_of
+from core.model.index import ReplyIndex
 
 FILE = "persona.yml"
 MATCH = 0.65  # cosine from which a message counts as one of an entry's questions
@@ -71,17 +71,18 @@ class Persona:
         return cls(entries, language, reply, background)
 
     @classmethod
-    def default_for(cls, texts: Sequence[str]) -> Path:
-        """The persona shipped with parley for a corpus in the language of `texts`."""
-        name = "zh.yml" if "CJK" in scripts_of(texts) else "en.yml"
+    def default_for(cls, scripts: frozenset[str]) -> Path:
+        """The persona shipped with parley for a corpus written in `scripts` (`scripts_of`,
+        as a reply index records them)."""
+        name = "zh.yml" if "CJK" in scripts else "en.yml"
         return Path(str(resources.files("core.model").joinpath("personas", name)))
 
     @staticmethod
-    def install(directory: Path, texts: Sequence[str]) -> Path:
+    def install(directory: Path, scripts: frozenset[str]) -> Path:
         """Put the default persona into a model directory unless it already has one."""
         path = directory / FILE
         if not path.exists():
-            shutil.copyfile(Persona.default_for(texts), path)
+            shutil.copyfile(Persona.default_for(scripts), path)
         return path
 
     def nearest(self, message: str) -> tuple[Entry, float] | None:

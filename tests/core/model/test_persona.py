@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import ModelFormatError
+from core.model.index import scripts_of
 from core.model.persona import Persona
 
 PERSONAS = Path(__file__).resolve().parents[3] / "core" / "model" / "personas"
@@ -54,15 +55,15 @@ def test_chinese_persona_and_default_choice() -> None:
     assert "小明" in str(chinese.answer("你叫什么名字？", "小明", rng))
     assert "机器人" in str(chinese.answer("你是机器人吗", "小明", rng))
     assert chinese.language_reply
-    assert Persona.default_for(["我喜欢吃饺子。", "今天下雨了。"]).name == "zh.yml"
-    assert Persona.default_for(["I love pizza.", "It rained."]).name == "en.yml"
+    assert Persona.default_for(scripts_of(["我喜欢吃饺子。", "今天下雨了。"])).name == "zh.yml"
+    assert Persona.default_for(scripts_of(["I love pizza.", "It rained."])).name == "en.yml"
 
 
 def test_install_keeps_an_edited_persona(tmp_path: Path) -> None:
-    path = Persona.install(tmp_path, ["hello"])
+    path = Persona.install(tmp_path, scripts_of(["hello"]))
     assert path.read_text() == (PERSONAS / "en.yml").read_text()
     path.write_text("entries: []\n")
-    Persona.install(tmp_path, ["hello"])
+    Persona.install(tmp_path, scripts_of(["hello"]))
     assert path.read_text() == "entries: []\n"
     assert Persona.load(path).answer("what's your name", "x", np.random.default_rng(0)) is None
 
