@@ -15,15 +15,12 @@ class Scorer(tf.Module):
     """log p(reply | context) for every (context, candidate) pair of a batch; works with
     any model that has `encode`, `decode` and `project` as `Seq2Seq` has."""
 
-    def __init__(self, model, jit=False):
+    def __init__(self, model):
         super().__init__(name="scorer")
         self.model = model
         matrix = tf.TensorSpec([None, None], tf.int32)
         vector = tf.TensorSpec([None], tf.int32)
-        compile_ = {"jit_compile": True} if jit else {}
-        self.log_probs = tf.function(
-            self._log_probs, input_signature=[matrix, matrix, vector], **compile_
-        )
+        self.log_probs = tf.function(self._log_probs, input_signature=[matrix, matrix, vector])
 
     def _log_probs(self, source, targets, owners):
         """source [B, S]; targets [N, T] (reply + eos, padded), each answering the source
