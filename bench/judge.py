@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.common import table
+from bench.common import DEFAULT_MODEL, table
 from core.metrics import mid_sentence
 
 HERE = Path(__file__).resolve().parent / "judging"
@@ -45,15 +45,13 @@ Reply = Callable[[list[str]], str]  # the conversation so far, oldest first -> a
 
 
 def systems(names: Sequence[str]) -> dict[str, Reply]:
-    from pathlib import Path as P
-
     from bench.quality import FORMER
     from bench.retrieval import TfidfRetrieval
     from core.corpora import examples_from, load_corpus
     from core.model import artifact
     from core.model.responder import Responder
 
-    model = P(__file__).resolve().parent.parent / "models" / "default"
+    model = DEFAULT_MODEL
     out: dict[str, Reply] = {}
     responder = Responder.load(model, warm_up=False)
     if "retrieval" in names:
