@@ -2,8 +2,9 @@
 
 An adapter translates between its platform and `core` types. Ingress goes through
 `Adapter.ask` (truncation with a note, a help reply for an empty question, metrics,
-enqueue) and `Adapter.say` (the adapter's own replies, e.g. to /reset, sent in order with
-the model's); a question's text passes `core.gate` there, whatever the platform. Egress is
+enqueue), `Adapter.reset` and `Adapter.help`: commands are chat events like questions and
+wait their turn in the chat's queue. A question's text passes `core.gate` there, whatever
+the platform. Egress is
 a `Sender` calling the adapter's `send`. `guard` wraps the handling of one platform event,
 so a bad one is logged (rate-limited) and never stops the loop.
 """
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from adapters.egress import Sender
 from adapters.http import Throttle
 from core import gate, telemetry
-from core.messages import Incoming, Reply
+from core.messages import EventKind, Incoming, Reply
 from core.queue.types import Enqueued, SendLimits, Store
 
 log = logging.getLogger("parley.adapter")
@@ -110,13 +111,26 @@ class Adapter(abc.ABC):
         """Queue a question for the model; an empty one gets a short help reply instead."""
         text = gate.text(message.text)
         if not text:
-            helped = await self.say(message, EMPTY_HELP.format(how=how))
-            return Enqueued.QUEUED if helped else Enqueued.DUPLICATE
+            return await self.help(message, EMPTY_HELP.format(how=how))
         if len(text) > self.max_chars:
             note = TRUNCATED_NOTE.format(limit=self.max_chars)
             message = dataclasses.replace(message, text=text[: self.max_chars], note=note)
         elif text != message.text:
             message = dataclasses.replace(message, text=text)
+        return await self._enqueue(message)
+
+    async def help(self, message: Incoming, text: str) -> Enqueued:
+        """Queue a help request, answered with `text` when its turn comes."""
+        return await self._enqueue(dataclasses.replace(message, kind=EventKind.HELP, answer=text))
+
+    async def reset(self, message: Incoming) -> Enqueued:
+        """Queue a reset: when its turn comes, the thread's context is forgotten (after the
+        exchanges queued before it) and the asker is told so."""
+        return await self._enqueue(
+            dataclasses.replace(message, kind=EventKind.RESET, answer=RESET_TEXT)
+        )
+
+    async def _enqueue(self, message: Incoming) -> Enqueued:
         result = await self.store.enqueue(message)
         telemetry.ENQUEUED.labels(self.platform, result.value).inc()
         # Counted always, logged once in a while: a flood of questions is a flood of these.
@@ -130,19 +144,6 @@ class Adapter(abc.ABC):
                 extra={"chat": str(message.chat), "message_id": message.message_id},
             )
         return result
-
-    async def say(self, message: Incoming, text: str) -> bool:
-        """Answer `message` with `text` (not the model's), after the chat's pending replies;
-        False when the platform delivered this message before and it was answered then."""
-        return await self.store.post(Reply.to(message, text))
-
-    async def reset(self, message: Incoming) -> bool:
-        """Forget the context of the message's chat and thread, and say so (once: False
-        for a redelivered message)."""
-        if not await self.say(message, RESET_TEXT):
-            return False
-        await self.store.reset(message.chat, message.thread)
-        return True
 
     # -- egress -------------------------------------------------------------------------------
 

@@ -404,7 +404,7 @@ class SlackAdapter(Adapter):
         async with asyncio.timeout(ENQUEUE_TIMEOUT):
             # The store drops a redelivered id: a question, a reset or a help request.
             if text.lower() == self.reset_verb:
-                return Enqueued.QUEUED if await self.reset(message) else Enqueued.DUPLICATE
+                return await self.reset(message)
             return await self.ask(message, how=how)
 
     # -- egress -------------------------------------------------------------------------------

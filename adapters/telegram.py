@@ -340,13 +340,13 @@ class TelegramAdapter(Adapter):
         if target and target.lower() != self._username.lower():
             self.ignored("other_bot_command")
         elif name in ("start", "help"):
-            await self.say(incoming, self._help(private))
+            await self.help(incoming, self._help(private))
         elif name == "reset":
             await self.reset(incoming)
         elif name == "ask":
             await self.ask(dataclasses.replace(incoming, text=rest), how="/ask your question")
         elif private:
-            await self.say(incoming, self._help(private))
+            await self.help(incoming, self._help(private))
         else:
             self.ignored("unknown_command")
 

@@ -30,3 +30,16 @@ class ModelFormatError(ParleyError):
 
 class TrainingInterrupted(ParleyError):
     """Training stopped on a signal after saving a checkpoint; rerunning resumes it."""
+
+
+class StoreError(ParleyError):
+    """The store (Redis, or the embedded one) failed; stores raise only these."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now: a refused or cut connection, a timeout, a cluster
+    moving a slot or electing a master. Waiting heals it."""
+
+
+class StoreAuthError(StoreError):
+    """The store refused parley's credentials. No wait heals it."""

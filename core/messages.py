@@ -48,15 +48,26 @@ class ChatKey:
         return cls(platform, chat)
 
 
+class EventKind(StrEnum):
+    """What a chat event asks of the bot. Every kind waits its turn in the chat's queue,
+    so a /reset sent after three questions is acted on after their answers."""
+
+    QUESTION = "question"  # answered by the model
+    RESET = "reset"  # forget the thread's context, then say so
+    HELP = "help"  # answered with the adapter's own text (`Incoming.answer`)
+
+
 class ReplyKind(StrEnum):
     ANSWER = "answer"
     BUSY = "busy"  # the chat's backlog is full
     FAILED = "failed"  # the responder failed on this message every time
+    RESET = "reset"  # the confirmation that the context was forgotten
+    HELP = "help"  # how to talk to the bot (Slack shows it to the asker alone)
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A message someone addressed to the bot.
+    """A message someone addressed to the bot: a question, or a command (`kind`).
 
     `message_id` is the platform's own id (Telegram update id, Slack event id, ...): the
     queue drops a second message with the same id in the same chat. `reply_to` is what the
@@ -72,13 +83,17 @@ class Incoming:
     reply_to: str = ""
     received_at: float = field(default_factory=time.time)
     note: str = ""  # told to the asker with the reply (e.g. that the text was cut short)
+    kind: EventKind = EventKind.QUESTION
+    answer: str = ""  # the reply to a RESET or HELP event, in the platform's words
 
     def to_json(self) -> str:
         return _dumps(self)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Incoming:
-        return cls(**_loads(data))
+        raw = _loads(data)
+        raw["kind"] = EventKind(raw.get("kind", EventKind.QUESTION))
+        return cls(**raw)
 
 
 @dataclass(frozen=True, slots=True)

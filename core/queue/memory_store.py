@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.messages import ChatKey, EventKind, Incoming, Reply, ReplyKind
 from core.queue.types import (
     BUSY_TEXT,
     FAILED_TEXT,
@@ -187,14 +187,18 @@ class MemoryStore:
                 return Outcome.LOST
             # Everything that can raise comes before the first change: all or nothing, as
             # the Lua script is in Redis.
-            turns = [*self._live_context(chat, m.thread, now), m.text, reply.text]
-            turns = turns[-lim.context_turns :]
-            while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
-                turns.pop(0)
+            turns = self._live_context(chat, m.thread, now)
+            if m.kind is EventKind.QUESTION:
+                turns = [*turns, m.text, reply.text][-lim.context_turns :]
+                while len(turns) > 1 and sum(len(t.encode()) for t in turns) > lim.context_bytes:
+                    turns.pop(0)
             chat.inbox.popleft()
             chat.lease_msg, chat.attempts = None, 0
             self._push_reply(chat, reply, now)
-            chat.contexts[m.thread] = (turns, now + lim.context_ttl)
+            if m.kind is EventKind.RESET:
+                chat.contexts.pop(m.thread, None)
+            elif m.kind is EventKind.QUESTION:
+                chat.contexts[m.thread] = (turns, now + lim.context_ttl)
             self._unlease(m.chat, chat, now)
             return Outcome.OK
 
@@ -280,15 +284,6 @@ class MemoryStore:
             wake = self._outbox_wake.get(reply.chat.platform)
             if wake is not None:
                 wake.set()
-
-    async def post(self, reply: Reply) -> bool:
-        now = time.time()
-        with self._lock:
-            chat = self._chat(reply.chat)
-            if not self._first_time(chat, reply.in_reply_to, now):
-                return False
-            self._push_reply(chat, reply, now)
-            return True
 
     async def claim_replies(
         self, platform: str, max_chats: int, max_replies: int, limits: SendLimits

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.messages import ChatKey, EventKind, Incoming, Reply, ReplyKind
 from core.queue import scripts
 from core.queue.keys import Keys
 from core.queue.types import (
@@ -31,6 +31,15 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+def _context_change(message: Incoming, reply: Reply) -> list[str]:
+    """COMPLETE's last arguments: what answering `message` does to its thread's context."""
+    if message.kind is EventKind.RESET:
+        return ["reset"]
+    if message.kind is EventKind.QUESTION:
+        return ["extend", message.text, reply.text]
+    return ["keep"]
+
+
 class RedisStore:
     """Inbox, outbox and context of every chat, in Redis (or Redis Cluster)."""
 
@@ -48,7 +57,6 @@ class RedisStore:
                 "COMPLETE",
                 "FAIL",
                 "RELEASE",
-                "POST",
                 "CLAIM_REPLIES",
                 "FINISH_REPLIES",
                 "APPEND_HISTORY",
@@ -231,8 +239,7 @@ class RedisStore:
                     lim.context_bytes,
                     _ms(lim.context_ttl),
                     k.outbox_wake(m.chat.platform),
-                    m.text,
-                    reply.text,
+                    *_context_change(m, reply),
                 ]
                 await self._scripts["COMPLETE"](keys=keys, args=args, client=pipe)
             return [Outcome(r) for r in await pipe.execute()]
@@ -317,25 +324,6 @@ class RedisStore:
     def _outbox_keys(self, chat: ChatKey) -> list[str]:
         k = self.keys
         return [k.outbox(chat), k.outbox_ready(k.partition(chat), chat.platform)]
-
-    async def post(self, reply: Reply) -> bool:
-        """Send `reply` after the chat's pending replies (an adapter's own answer); False,
-        and nothing sent, when the message it answers was answered or queued before."""
-        chat, lim = reply.chat, self.limits
-        posted = await self._run(
-            "POST",
-            [*self._outbox_keys(chat), self.keys.seen(chat)],
-            [
-                str(chat),
-                reply.to_json(),
-                self._now(),
-                self.keys.outbox_wake(chat.platform),
-                reply.in_reply_to,
-                _ms(lim.dedup_window),
-                lim.dedup_ids,
-            ],
-        )
-        return bool(posted)
 
     async def claim_replies(
         self, platform: str, max_chats: int, max_replies: int, limits: SendLimits

@@ -95,23 +95,29 @@ end
 return out
 """
 
-# The reply is published, the message removed and the context extended in one step: a
+# The reply is published, the message removed and the context changed in one step: a
 # worker that dies at any point leaves all of it or none of it, and a worker whose lease
 # expired (its chat taken over by another) changes nothing, so a user sees one reply.
+# `change` is what the event does to the thread's context: a question and its answer
+# extend it ('extend', the turns follow), a reset clears it, help leaves it ('keep').
+# Acting on a reset here, at the head of the queue, is what keeps the exchanges asked
+# before it from being written back into the context it cleared.
 COMPLETE = f"""
 local inbox, lease, leases, ready, context, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local chat, token, id, reply, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local max_turns, max_bytes, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local outbox_wake = ARGV[9]
+local outbox_wake, change = ARGV[9], ARGV[10]
 if redis.call('HGET', lease, 'token') ~= token then return 'lost' end
 local head = redis.call('LINDEX', inbox, 0)
 if not head or cjson.decode(head)['message_id'] ~= id then return 'lost' end
 redis.call('LPOP', inbox)
 redis.call('DEL', lease)
 redis.call('ZREM', leases, chat)
-{_to_outbox("reply", "outbox_wake")}if #ARGV > 9 then
-  for i = 10, #ARGV do redis.call('RPUSH', context, ARGV[i]) end
+{_to_outbox("reply", "outbox_wake")}if change == 'reset' then
+  redis.call('DEL', context)
+elseif change == 'extend' then
+  for i = 11, #ARGV do redis.call('RPUSH', context, ARGV[i]) end
   redis.call('LTRIM', context, -max_turns, -1)
   local turns = redis.call('LRANGE', context, 0, -1)
   local total = 0
@@ -165,17 +171,6 @@ redis.call('HINCRBY', lease, 'attempts', -1)
 redis.call('ZREM', leases, chat)
 if redis.call('LLEN', inbox) > 0 then redis.call('ZADD', ready, now, chat) end
 return 'ok'
-"""
-
-# A reply made by an adapter itself (help text, a reset confirmation) joins the outbox
-# behind the chat's pending answers, so it is sent in order and within the rate limits.
-# The message it answers is remembered like an enqueued one: a platform redelivering the
-# message, to this process or to another after a restart, gets no second reply (returns 0).
-POST = f"""
-local outbox, outbox_ready, seen = KEYS[1], KEYS[2], KEYS[3]
-local chat, reply, now, wake, id, dedup_ms, seen_cap =
-  ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-{_first_time("0")}{_to_outbox("reply", "wake")}return 1
 """
 
 # Leases chats with due replies to one sender by moving their outbox-ready score past the

@@ -1,5 +1,9 @@
 """The worker loop: claim the heads of ready chats, answer them in one batch, complete.
 
+A head is a question or a command (reset, help): questions go to the model together,
+commands are answered with their own text, and the store acts on a reset as it completes
+it, so every event of a chat takes effect in the order it arrived.
+
 The responder is a plain function from contexts (each a list of turns, the question last)
 to replies; it runs in a thread so the event loop stays free for the store and signals.
 """
@@ -16,13 +20,19 @@ from dataclasses import dataclass
 import redis.exceptions
 
 from core import telemetry
-from core.messages import Reply
+from core.messages import EventKind, Reply, ReplyKind
 from core.queue.outage import STORE_DOWN, Outage
 from core.queue.types import Claim, Outcome, Store
 
 log = logging.getLogger("parley.worker")
 
 Respond = Callable[[Sequence[Sequence[str]]], list[str]]
+
+REPLY_KINDS = {
+    EventKind.QUESTION: ReplyKind.ANSWER,
+    EventKind.RESET: ReplyKind.RESET,
+    EventKind.HELP: ReplyKind.HELP,
+}
 
 
 @dataclass
@@ -86,11 +96,16 @@ class Worker:
         if not self._held:
             return 0
         claims = self._held
-        contexts = [[*c.context, c.message.text] for c in claims]
-        results = await self._answer(contexts)
+        # Commands are answered with their own text; only questions go to the model.
+        questions = [c for c in claims if c.message.kind is EventKind.QUESTION]
+        answered = iter(await self._answer([[*c.context, c.message.text] for c in questions]))
+        results = [
+            next(answered) if c.message.kind is EventKind.QUESTION else c.message.answer
+            for c in claims
+        ]
         self.stats.batches += 1
         answers = [
-            (c, Reply.to(c.message, r))
+            (c, Reply.to(c.message, r, REPLY_KINDS[c.message.kind]))
             for c, r in zip(claims, results, strict=True)
             if isinstance(r, str)
         ]
@@ -150,6 +165,8 @@ class Worker:
 
     async def _answer(self, contexts: list[list[str]]) -> list[str | BaseException]:
         """Replies for a batch; if the batch fails, each message alone, to find the culprit."""
+        if not contexts:
+            return []
         try:
             return list(await asyncio.to_thread(self.respond, contexts))
         except Exception as exc:  # a responder bug must not stop the worker

@@ -26,7 +26,7 @@ from bots.cli import EX_CONFIG, main
 from bots.settings import load_settings
 from bots.telegram import build_telegram
 from core.errors import ConfigError
-from core.messages import ChatKey, Incoming, Reply
+from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.memory_store import MemoryStore
 from core.queue.types import Enqueued, Limits
 from core.queue.worker import Worker
@@ -99,7 +99,14 @@ async def queued(store: MemoryStore) -> list[Incoming]:
     claims = await store.claim(100)
     for claim in claims:
         await store.release(claim)
-    return [c.message for c in claims]
+    return [c.message for c in claims if c.message.kind is EventKind.QUESTION]
+
+
+async def answer_all(store: MemoryStore) -> None:
+    """Act on every queued event as a worker would, answering questions with "re <text>"."""
+    worker = Worker(store, lambda contexts: ["re " + c[-1] for c in contexts])
+    while await worker.step():
+        pass
 
 
 def ignored(reason: str) -> float:
@@ -205,6 +212,7 @@ async def test_ask_help_start_and_unknown_commands(fake: FakeTelegram, store: Me
         await handle(adapter, message=fake.message(-1005, BOB, "/help"))
         await handle(adapter, message=fake.message(12, BOB, "/start"))
         questions = await queued(store)
+        await answer_all(store)
         empty = await store.replies(ChatKey("telegram", "-1004"))
         group_help = await store.replies(ChatKey("telegram", "-1005"))
         private_help = await store.replies(ChatKey("telegram", "12"))
@@ -225,12 +233,21 @@ async def test_reset_forgets_the_chat_context(fake: FakeTelegram, store: MemoryS
     chat = ChatKey("telegram", str(GROUP))
     async with started(make(fake, store)) as adapter:
         await handle(adapter, message=fake.message(GROUP, ALICE, "@parley_bot hi"))
-        [claim] = await store.claim(1)
-        await store.complete(claim, Reply.to(claim.message, "hello"))
-        assert await store.context(chat) == ["hi", "hello"]
+        await answer_all(store)
+        assert await store.context(chat) == ["hi", "re hi"]
+        await handle(adapter, message=fake.message(GROUP, ALICE, "@parley_bot still there?"))
         await handle(adapter, message=fake.message(GROUP, ALICE, "/reset@parley_bot"))
-        assert await store.context(chat) == []
-        assert [r.text for r in await store.replies(chat)] == ["hello", RESET_TEXT]
+        await handle(adapter, message=fake.message(GROUP, BOB, "@parley_bot and now?"))
+        # nothing is forgotten on arrival: the reset waits for the question asked before it
+        assert await store.context(chat) == ["hi", "re hi"]
+        await answer_all(store)
+        assert await store.context(chat) == ["and now?", "re and now?"]
+        assert [r.text for r in await store.replies(chat)] == [
+            "re hi",
+            "re still there?",
+            RESET_TEXT,
+            "re and now?",
+        ]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.messages import ChatKey, EventKind, Incoming, Reply, ReplyKind
 from core.queue.memory_store import MemoryStore
 from core.queue.types import Enqueued, History, Limits, Outcome, SendLimits
 
@@ -233,28 +233,76 @@ async def test_a_dead_senders_lease_runs_out_and_its_late_ack_pops_nothing(store
     (taken,) = await store.claim_replies("telegram", 10, 10, SEND)
     ids = [r.in_reply_to for r in taken.replies]
     assert await store.finish_replies(A, ids, 1, SEND) == 0
-    await store.post(Reply(A, "later", "x-1"))
+    await store.enqueue(dataclasses.replace(msg(A, 9), kind=EventKind.HELP, answer="later"))
+    (help_claim,) = await store.claim(10)
+    await store.complete(help_claim, Reply.to(help_claim.message, "later"))
     assert await store.finish_replies(A, [r.in_reply_to for r in stale.replies], 1, SEND) == 1
     assert [r.text for r in await store.replies(A)] == ["later"]
 
 
-async def test_a_redelivered_message_gets_no_second_posted_reply(store) -> None:  # type: ignore[no-untyped-def]
-    help_request = msg(A, 7)
-    assert await store.post(Reply.to(help_request, "Ask me something"))
-    assert not await store.post(Reply.to(help_request, "Ask me something"))
+def command(chat: ChatKey, n: int, kind: EventKind, thread: str = "") -> Incoming:
+    return dataclasses.replace(msg(chat, n, thread=thread), kind=kind, text="", answer=kind.value)
+
+
+async def serve_all(store) -> list[tuple[str, ...]]:  # type: ignore[no-untyped-def]
+    """Answer every queued event in order, as a worker does; the context each one saw."""
+    seen = []
+    while claims := await store.claim(10):
+        for claim in claims:
+            m = claim.message
+            text = "re " + m.text if m.kind is EventKind.QUESTION else m.answer
+            seen.append(claim.context)
+            assert await store.complete(claim, Reply.to(m, text)) == Outcome.OK
+    return seen
+
+
+async def test_a_reset_takes_effect_after_the_questions_queued_before_it(store) -> None:  # type: ignore[no-untyped-def]
+    await store.enqueue(msg(A, 1))
+    await store.enqueue(msg(A, 2))
+    await store.enqueue(command(A, 3, EventKind.RESET))
+    await store.enqueue(msg(A, 4))
+    contexts = await serve_all(store)
+    # question 2 saw question 1's exchange; nothing asked before the reset survived it
+    assert contexts == [
+        (),
+        ("question 1", "re question 1"),
+        ("question 1", "re question 1", "question 2", "re question 2"),
+        (),
+    ]
+    assert [r.text for r in await store.replies(A)] == [
+        "re question 1",
+        "re question 2",
+        "reset",
+        "re question 4",
+    ]
+    assert await store.context(A) == ["question 4", "re question 4"]
+
+
+async def test_a_reset_forgets_only_its_own_thread_and_help_keeps_the_context(store) -> None:  # type: ignore[no-untyped-def]
+    await store.enqueue(msg(A, 1, thread="t1"))
+    await store.enqueue(msg(A, 2, thread="t2"))
+    await store.enqueue(command(A, 3, EventKind.HELP, thread="t2"))
+    await store.enqueue(command(A, 4, EventKind.RESET, thread="t1"))
+    await serve_all(store)
+    assert await store.context(A, "t1") == []
+    assert await store.context(A, "t2") == ["question 2", "re question 2"]
+
+
+async def test_a_redelivered_command_is_acted_on_once(store) -> None:  # type: ignore[no-untyped-def]
+    help_request = command(A, 7, EventKind.HELP)
+    assert await store.enqueue(help_request) == Enqueued.QUEUED
     assert await store.enqueue(help_request) == Enqueued.DUPLICATE
-    assert [r.text for r in await store.replies(A)] == ["Ask me something"]
+    await serve_all(store)
+    assert [r.text for r in await store.replies(A)] == ["help"]
 
 
-async def test_posted_replies_follow_the_pending_answers_and_wake_senders(store) -> None:  # type: ignore[no-untyped-def]
+async def test_replies_wake_the_senders(store) -> None:  # type: ignore[no-untyped-def]
     waiter = asyncio.create_task(store.wait_for_replies("telegram", 5))
     await asyncio.sleep(0.05)
     started = time.monotonic()
     await answered(store, A, 1)
     await asyncio.wait_for(waiter, 2)
     assert time.monotonic() - started < 1
-    await store.post(Reply(A, "Context cleared.", "reset-1"))
-    assert [r.text for r in await store.replies(A)] == ["re question 0", "Context cleared."]
     assert await store.depth("telegram") == (0, 1)
 
 
