@@ -143,7 +143,7 @@ def warn_if_weak(prepared: Prepared, best_valid_loss: float, limit: int | None =
     baseline = prepared.context_free_perplexity(limit)
     if perplexity > WEAK_MODEL_RATIO * baseline:
         log.warning(
-            "validation perplexity %.1f against %.1f for guessing each reply word by its "
+            "validation perplexity %.1f against %.1f for guessing each reply token by its "
             "frequency alone: the model learned little from %s training pairs (the bundled "
             "model scores 66, 0.12 of its guess). It is saved; to do better, %s.",
             perplexity,
