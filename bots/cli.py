@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
 from bots.logs import setup_logging
 from bots.settings import BUNDLED_MODEL, Settings, load_settings
-from core.errors import ConfigError, ParleyError, TrainingInterrupted
+from core.errors import ConfigError, ParleyError, TrainingInterrupted, VocabularyTooSmall
 from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
 
@@ -296,16 +298,64 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from core.model.training import train
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Option values no corpus could train with, all named at once (--vocab-size depends
+    on the corpus: the tokenizer says how small it may be)."""
+    positive = ["epochs", "patience", "batch_tokens", "learning_rate", "lr_decay"]
+    positive += ["embed_dim", "encoder_units", "decoder_units", "context_turns"]
+    positive += ["max_context_tokens"]
+    wrong = [f"--{n.replace('_', '-')} must be above 0" for n in positive if getattr(args, n) <= 0]
+    for name in ("max_minutes", "max_cpu_minutes", "sampled_softmax", "seed"):
+        if getattr(args, name) < 0:
+            wrong.append(f"--{name.replace('_', '-')} must be 0 or more")
+    if args.max_reply_tokens < 2:
+        wrong.append("--max-reply-tokens must be at least 2 (a token and the end mark)")
+    if not 0 <= args.dropout < 1:
+        wrong.append("--dropout must be at least 0 and below 1")
+    if wrong:
+        raise ConfigError("; ".join(wrong))
 
+
+@contextlib.contextmanager
+def _training_warnings() -> Iterator[None]:
+    """Training's warnings (a corpus too small to learn from) on standard error."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("parley: warning: %(message)s"))
+    logger = logging.getLogger("parley.training")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.corpora import load_corpus
+    from core.model.preparation import prepare
+
+    _check_train_args(args)
     config = ModelConfig(**{name: getattr(args, name) for name in MODEL_OPTIONS})
     options = TrainOptions(**{name: getattr(args, name) for name in TRAIN_OPTIONS})
-    from core.model.indexing import build
+    with _training_warnings():
+        # Every corpus is read and checked before TensorFlow loads (10-20 s) and before
+        # training: a bad line fails in a second, not after the import or the training.
+        for spec in args.index_extra:
+            load_corpus(spec)
+        try:
+            prepared = prepare(args.corpus, args.out, config, options)
+        except VocabularyTooSmall as exc:
+            raise ConfigError(
+                f"--vocab-size {exc.asked} is too small for this corpus: its characters, the "
+                f"special pieces and the 256 byte pieces need {exc.needed}; use --vocab-size "
+                f"{exc.needed} or more (a size above what the corpus yields is cut to that)"
+            ) from None
+        from core.model.indexing import build
+        from core.model.training import train_prepared
 
-    history = train(args.corpus, args.out, config, options)
-    best = min(h["valid_loss"] for h in history) if history else float("nan")
-    index = build(args.out, args.index_extra)
+        history = train_prepared(prepared, options)
+        best = min(h["valid_loss"] for h in history) if history else float("nan")
+        index = build(args.out, args.index_extra)
     print(
         f"model saved in {args.out} (best validation loss {best:.3f}, {len(index)} replies "
         f"indexed); next: parley eval {args.out}"

@@ -14,6 +14,7 @@ import numpy as np
 
 from core import metrics
 from core.corpora import Conversation, Example, Split, examples_from, load_corpus
+from core.errors import CorpusError
 from core.model import artifact
 from core.model.batches import encode_examples
 from core.model.responder import Responder
@@ -162,13 +163,19 @@ def evaluate(
     """Perplexity on the test split saved with the model, and reply metrics over `words`
     generated words (test contexts first); writes eval.json beside the model."""
     directory = Path(directory)
-    responder = responder or Responder.load(directory, warm_up=False)
-    config = responder.meta.config
+    meta = responder.meta if responder else artifact.read_meta(directory)
+    config = meta.config
     split = artifact.load_split(directory)
-    conversations = load_corpus(responder.meta.corpus)
+    conversations = load_corpus(meta.corpus)
     test = examples_from(split.part(conversations, "test"), config.context_turns)
     if not test:
-        raise ValueError(f"{directory}: the test split has no examples")
+        saved = f"{directory / artifact.SPLIT} names {len(split.test)} test conversation(s)"
+        raise CorpusError(
+            meta.corpus,
+            f"no test example to measure: {saved} and this corpus holds none of them "
+            "(has it changed since the model was trained?)",
+        )
+    responder = responder or Responder.load(directory, warm_up=False)
     ppl, scored = perplexity(responder.model, responder.tokenizer, test[:max_examples])  # None: all
     hits = hits_at_1(responder_rank(responder), test)
     contexts = held_out(split, conversations, config.context_turns)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from core.errors import ModelFormatError
+from core.errors import ModelFormatError, VocabularyTooSmall
 from core.text import normalize
 
 PAD, UNK, BOS, EOS, SEP = 0, 1, 2, 3, 4
@@ -37,40 +37,51 @@ class Tokenizer:
     def train(
         cls, texts: Iterable[str], vocab_size: int, seed_sentences: int = 300_000
     ) -> Tokenizer:
-        """Learn a vocabulary of at most `vocab_size` pieces from `texts`."""
+        """Learn a vocabulary of at most `vocab_size` pieces from `texts` (fewer when the
+        texts do not yield that many: `vocab_size` of the result says how many).
+
+        Raises `VocabularyTooSmall`, with the smallest size that works, when `vocab_size`
+        cannot hold the texts' characters besides the special and byte pieces."""
         sentences = [t for t in (normalize(t) for t in texts) if t]
         if not sentences:
             raise ValueError("no text to train a tokenizer on")
-        buf = io.BytesIO()
+        # Below this, SentencePiece fails before it counts the characters; asking for this
+        # many finds how many the texts need.
+        floor = SEP + 1 + 256 + 1
         try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences),
-                model_writer=buf,
-                model_type="unigram",
-                vocab_size=vocab_size,
-                hard_vocab_limit=False,  # small corpora get fewer pieces than asked for
-                character_coverage=0.9995,
-                byte_fallback=True,
-                normalization_rule_name="identity",  # `normalize` already ran
-                pad_id=PAD,
-                unk_id=UNK,
-                bos_id=BOS,
-                eos_id=EOS,
-                user_defined_symbols=[SEP_PIECE],
-                input_sentence_size=seed_sentences,
-                shuffle_input_sentence=True,
-                num_threads=2,
-                minloglevel=2,
-            )
+            proto = cls._train(sentences, max(vocab_size, floor), seed_sentences)
         except RuntimeError as exc:
             found = re.search(r"smaller than required_chars. \d+ vs (\d+)", str(exc))
             if found:
-                raise ValueError(
-                    f"a vocabulary of {vocab_size} pieces is too small for this corpus: its "
-                    f"characters and the 256 byte pieces need at least {found.group(1)}"
-                ) from None
+                raise VocabularyTooSmall(vocab_size, int(found.group(1))) from None
             raise
-        return cls(buf.getvalue())
+        if vocab_size < floor:
+            raise VocabularyTooSmall(vocab_size, floor)
+        return cls(proto)
+
+    @staticmethod
+    def _train(sentences: list[str], vocab_size: int, seed_sentences: int) -> bytes:
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=buf,
+            model_type="unigram",
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,  # small corpora get fewer pieces than asked for
+            character_coverage=0.9995,
+            byte_fallback=True,
+            normalization_rule_name="identity",  # `normalize` already ran
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            user_defined_symbols=[SEP_PIECE],
+            input_sentence_size=seed_sentences,
+            shuffle_input_sentence=True,
+            num_threads=2,
+            minloglevel=2,
+        )
+        return buf.getvalue()
 
     @classmethod
     def load(cls, path: Path) -> Tokenizer:

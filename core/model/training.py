@@ -18,12 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.errors import ParleyError, TrainingInterrupted
+from core.errors import TrainingInterrupted
 from core.model import artifact
 from core.model.batches import Encoded, bucketed, by_length, make_batch
+from core.model.preparation import CHECKPOINTS, prepare, warn_if_weak
 from core.model.tokenizer import PAD
-
-CHECKPOINTS = "checkpoints"
 
 
 def loss_fn(model, source, target_in, target_out, training, label_smoothing=0.0):
@@ -341,49 +340,18 @@ def train(corpus, out, config, options, decoding=None):
 
     Returns the training history. Raises `TrainingInterrupted` after saving a checkpoint.
     """
-    from core.corpora import Split, load_corpus
-    from core.model.config import DecodeOptions
-    from core.model.seq2seq import Seq2Seq
-    from core.model.tokenizer import Tokenizer
+    return train_prepared(prepare(corpus, out, config, options, decoding), options)
 
-    out = Path(out)
-    resuming = (out / CHECKPOINTS / "state.json").is_file() or (
-        out / (CHECKPOINTS + ".old") / "state.json"
-    ).is_file()
-    if (out / artifact.META).is_file() and not resuming:
-        raise ParleyError(f"{out} already holds a trained model; choose another --out")
-    log = (lambda msg: print(msg, file=sys.stderr)) if options.verbose else (lambda msg: None)
-    if resuming:
-        meta = artifact.read_meta(out)
-        config, corpus = meta.config, meta.corpus
-        tokenizer = artifact.load_tokenizer(out)
-        conversations = load_corpus(corpus)
-        split = artifact.load_split(out)
-    else:
-        conversations = load_corpus(corpus)
-        split = Split.make(conversations, seed=options.seed)
-        log(f"training a {config.vocab_size}-piece tokenizer on {len(conversations)} conversations")
-        tokenizer = Tokenizer.train(
-            (t for c in split.part(conversations, "train") for t in c.turns), config.vocab_size
-        )
-        # A small corpus yields fewer pieces than asked for; the model follows the tokenizer.
-        config = type(config)(**{**config.to_dict(), "vocab_size": tokenizer.vocab_size})
-        meta = artifact.ModelMeta(config, corpus, decoding or DecodeOptions())
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / artifact.TOKENIZER)
-        split.save(out / artifact.SPLIT)
-        artifact.write_meta(out, meta)
-    parts = encode_parts(tokenizer, split, conversations, config)
-    log(
-        f"{len(parts['train'])} training examples ({parts['train'].target_tokens} reply tokens), "
-        f"{len(parts['valid'])} validation examples"
-    )
-    if not len(parts["train"]) or not len(parts["valid"]):
-        raise ParleyError(f"{corpus}: too small to split into training and validation examples")
+
+def train_prepared(prepared, options):
+    """The TensorFlow part of `train`, on what `preparation.prepare` made ready."""
+    from core.model.seq2seq import Seq2Seq
+
     keras.utils.set_random_seed(options.seed)
-    model = Seq2Seq(config).build_all()
-    trainer = Trainer(model, parts["train"], parts["valid"], out, options)
+    model = Seq2Seq(prepared.meta.config).build_all()
+    trainer = Trainer(model, prepared.train, prepared.valid, prepared.out, options)
     history = trainer.fit()
-    meta.training = trainer.summary()
-    artifact.write_meta(out, meta)
+    prepared.meta.training = trainer.summary()
+    artifact.write_meta(prepared.out, prepared.meta)
+    warn_if_weak(prepared, trainer.state["best"], options.max_valid_examples)
     return history

@@ -82,6 +82,84 @@ def test_bad_corpus_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert f"{corpus}:2: no tab" in capsys.readouterr().err
 
 
+# `parley train` run in a subprocess that reports whether TensorFlow was imported.
+TRAIN_AND_TELL = (
+    "import sys\n"
+    "from bots.cli import main\n"
+    "code = main(['train', *sys.argv[1:]])\n"
+    "print('tensorflow' in sys.modules)\n"
+    "sys.exit(code)\n"
+)
+
+
+def train_and_tell(*args: str) -> tuple[int, bool, str]:
+    """(exit code, whether TensorFlow was imported, standard error) of `parley train`."""
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_AND_TELL, *args], capture_output=True, text=True, timeout=120
+    )
+    return result.returncode, result.stdout.strip() == "True", result.stderr
+
+
+def test_a_bad_corpus_fails_before_tensorflow_loads_naming_every_bad_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "mine.tsv"
+    lines = ["hello\tworld"] + [f"no tab on line {n}" for n in range(2, 27)] + ["\tno context"]
+    corpus.write_text("\n".join(lines) + "\n")
+    code, tensorflow, err = train_and_tell("--corpus", str(corpus), "--out", str(tmp_path / "m"))
+    assert (code, tensorflow) == (2, False), err
+    assert err.startswith(f"parley: error: {corpus}: 26 bad lines; fix them and run again:\n")
+    listed = [line.strip() for line in err.splitlines()[1:]]
+    assert listed[:20] == [
+        f"{corpus}:{n}: no tab: expected 'context<TAB>reply'" for n in range(2, 22)
+    ]
+    assert listed[20:] == ["... and 6 more"]
+    assert "Traceback" not in err and not (tmp_path / "m").exists()
+
+
+def test_an_impossible_vocabulary_size_is_one_line_saying_what_works(tmp_path: Path) -> None:
+    corpus = tmp_path / "pairs.tsv"
+    corpus.write_text("".join(f"question {n}?\tanswer number {n}.\n" for n in range(30)))
+    code, tensorflow, err = train_and_tell(
+        "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--vocab-size", "100"
+    )
+    assert (code, tensorflow) == (EX_CONFIG, False), err
+    [line] = err.splitlines()
+    needed = re.search(r"use --vocab-size (\d+) or more", line)
+    assert line.startswith("parley: configuration error: --vocab-size 100 is too small"), line
+    assert needed and int(needed.group(1)) > 261, line
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_bad_index_extra_corpus_fails_before_training(tmp_path: Path) -> None:
+    corpus = tmp_path / "pairs.tsv"
+    corpus.write_text("".join(f"question {n}?\tanswer {n}.\n" for n in range(30)))
+    extra = tmp_path / "extra.tsv"
+    extra.write_text("fine\tthanks\nbroken\n")
+    code, tensorflow, err = train_and_tell(
+        "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--index-extra", str(extra)
+    )
+    assert (code, tensorflow) == (2, False), err
+    assert f"{extra}:2: no tab" in err and not (tmp_path / "m").exists()
+
+
+def test_a_corpus_too_small_to_split_is_one_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "two.tsv"
+    corpus.write_text("hi\tthere\nhow are you\tfine\n")
+    code, tensorflow, err = train_and_tell("--corpus", str(corpus), "--out", str(tmp_path / "m"))
+    assert (code, tensorflow) == (2, False), err
+    assert err.startswith(f"parley: error: {corpus}: 2 conversation(s) are too few") and (
+        len(err.splitlines()) == 1
+    ), err
+
+
+def test_impossible_training_options_are_named_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--out", str(tmp_path / "m"), "--epochs", "0", "--dropout", "1.5"]
+    assert main(args) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert "--epochs must be above 0" in err and "--dropout must be at least 0 and below 1" in err
+
+
 @pytest.mark.slow
 def test_eval_prints_and_writes_metrics(
     tiny_model: Path, capsys: pytest.CaptureFixture[str]
@@ -94,6 +172,23 @@ def test_eval_prints_and_writes_metrics(
     assert 0 < result["words"] <= 300 and result["replies"] <= result["words"]
     assert 1 < result["perplexity"] < 400
     assert len(result["samples"]) == 6 and all(s["reply"] for s in result["samples"])
+
+
+@pytest.mark.slow
+def test_eval_when_the_corpus_lost_the_test_conversations(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from core.corpora import Split
+    from core.model import artifact
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "tiny"))
+    split = artifact.load_split(model)
+    Split(split.seed, split.valid, frozenset({"gone"})).save(model / artifact.SPLIT)
+    assert main(["eval", str(model)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("parley: error: jsonl:") and "no test example to measure" in line
 
 
 def test_cli_and_core_import_without_tensorflow() -> None:

@@ -192,3 +192,90 @@ def test_split_is_by_conversation_deterministic_and_saved(tmp_path: Path) -> Non
     # every example of a conversation lands in the same part
     for name, part in parts.items():
         assert {e.conversation_id for e in examples_from(part, 3)} <= {c.id for c in parts[name]}
+
+
+# -- a corpus with many bad lines is reported whole, in one run --------------------------------
+
+
+def test_every_bad_line_is_listed_with_its_reason(tmp_path: Path) -> None:
+    path = tmp_path / "mine.tsv"
+    path.write_bytes(
+        b"hi\tthere\nno tab here\nok\tfine\n\tempty context\nstill no tab\n\xff\xfe\tx\nbye\tnow\n"
+    )
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(str(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: 4 bad lines")
+    assert message.splitlines()[1:] == [
+        f"  {path}:2: no tab: expected 'context<TAB>reply'",
+        f"  {path}:4: empty field: expected 'context<TAB>reply'",
+        f"  {path}:5: no tab: expected 'context<TAB>reply'",
+        f"  {path}:6: not valid utf-8 text (byte 57)",
+    ]
+    assert [(p.path, p.line) for p in caught.value.problems] == [
+        (path, 2),
+        (path, 4),
+        (path, 5),
+        (path, 6),
+    ]
+
+
+def test_bad_lines_beyond_the_cap_are_counted(tmp_path: Path) -> None:
+    from core.corpora.loaders import MAX_LISTED
+
+    path = tmp_path / "c.jsonl"
+    lines = ['{"turns": ["a", "b"]}'] + ["{broken"] * (MAX_LISTED + 7) + ['{"turns": 3}']
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(str(path))
+    message = str(caught.value).splitlines()
+    assert message[0] == f"{path}: {MAX_LISTED + 8} bad lines; fix them and run again:"
+    assert (
+        message[1]
+        == f"  {path}:2: not valid JSON: Expecting property name enclosed in double quotes"
+    )
+    assert len(message) == 1 + MAX_LISTED + 1
+    assert message[-1] == "  ... and 8 more"  # the last of them, line 29's wrong turns, too
+
+
+def test_every_file_of_a_folder_is_checked(tmp_path: Path) -> None:
+    folder = tmp_path / "yml"
+    folder.mkdir()
+    (folder / "a.yml").write_text(
+        "conversations:\n- - hi\n  - hello\n- just text\n- - x\n  - [y]\n"
+    )
+    (folder / "b.yml").write_text("conversations:\n- - a\n  - [unclosed\n")
+    (folder / "c.yml").write_text("conversations:\n- - fine\n  - thanks\n")
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(f"chatterbot:{folder}")
+    assert [(p.path.name, p.line) for p in caught.value.problems] == [  # type: ignore[attr-defined]
+        ("a.yml", 4),
+        ("a.yml", 5),
+        ("b.yml", 4),
+    ]
+    assert "conversation 2 is not a list of strings" in str(caught.value)
+    assert "b.yml:4: not valid YAML" in str(caught.value)
+
+
+def test_cornell_bad_records_of_both_files_are_listed(tmp_path: Path) -> None:
+    folder = write_cornell(
+        tmp_path / "c",
+        [cornell_line("L1", "u0", "hi"), "L2 broken", cornell_line("L3", "u1", "yo"), "L4"],
+        [SEP.join(["u0", "u1", "m0", "['L1', 'L3']"]), SEP.join(["u0", "u1", "m0", "['L9']"])],
+    )
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(f"cornell:{folder}")
+    found = [(p.path.name, p.line) for p in caught.value.problems]  # type: ignore[attr-defined]
+    assert found == [("movie_lines.txt", 2), ("movie_lines.txt", 4), ("movie_conversations.txt", 2)]
+
+
+def test_a_latin1_corpus_is_read_whole_as_latin1(tmp_path: Path) -> None:
+    # Each line of a file that is not UTF-8 as a whole is decoded the same way.
+    folder = write_cornell(
+        tmp_path / "c",
+        [cornell_line("L1", "u0", "Ã© is two letters here"), cornell_line("L2", "u1", "café")],
+        [SEP.join(["u0", "u1", "m0", "['L1', 'L2']"])],
+        enc="iso-8859-1",
+    )
+    (conv,) = load_corpus(f"cornell:{folder}")
+    assert conv.turns == ("Ã© is two letters here", "café")

@@ -11,7 +11,9 @@ from core.text import is_cjk
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_chinese_model_answers_in_chinese(tmp_path: Path) -> None:
+def test_tiny_chinese_model_answers_in_chinese(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from core.model.config import ModelConfig, TrainOptions
     from core.model.responder import Responder
     from core.model.training import train
@@ -33,6 +35,9 @@ def test_tiny_chinese_model_answers_in_chinese(tmp_path: Path) -> None:
         TrainOptions(epochs=8, batch_tokens=1500, learning_rate=1e-2, patience=8, verbose=False),
     )
     assert history[-1]["train_loss"] < history[0]["train_loss"]  # too little data to generalise
+    # and training says so, with the numbers
+    warned = [r.getMessage() for r in caplog.records if r.name == "parley.training"]
+    assert any("has 500 training pairs" in w for w in warned), warned
     responder = Responder.load(out)
     for method in ("greedy", "beam"):
         (reply,) = responder.reply([["你好吗?"]], method=method)

@@ -66,7 +66,7 @@ def test_similarity_of_pairs_outside_the_index_matches_search(index: ReplyIndex)
 def test_duplicates_and_empty_pairs_are_dropped() -> None:
     built = ReplyIndex.build([*PAIRS, PAIRS[0], ("", "no message"), ("!!", "no words")])
     assert len(built) == len(PAIRS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"no \(message, reply\) pair with words"):
         ReplyIndex.build([("", "x")])
 
 

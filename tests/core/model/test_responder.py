@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -95,8 +96,12 @@ def test_a_reply_cut_by_the_length_limit_keeps_its_whole_sentences(
 
 def test_generated_replies_never_end_mid_sentence(untrained_responder: Responder) -> None:
     contexts = [["how is the weather"], ["what did you eat"], ["hello there"]] * 4
-    for text in untrained_responder.generate(contexts, max_length=6, seed=2):
-        assert text  # never empty, whatever the weights
+    texts = untrained_responder.generate(contexts, max_length=6, seed=2)
+    options = dataclasses.replace(untrained_responder.options, max_length=6, seed=2)
+    rows = untrained_responder.generate_ids(untrained_responder.encode(contexts), options)
+    # each is its decoded row cut to whole sentences, the rule tested above
+    assert texts == [untrained_responder.complete_text(row) for row in rows]
+    assert all(texts)  # and never empty, whatever the weights
 
 
 def test_hits_at_1_is_higher_for_the_trained_model(

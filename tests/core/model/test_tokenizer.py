@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ModelFormatError
+from core.errors import ModelFormatError, VocabularyTooSmall
 from core.model.tokenizer import EOS, SEP, UNK, Tokenizer
 
 TEXTS = [
@@ -65,6 +65,19 @@ def test_save_load_and_corrupt(tok: Tokenizer, tmp_path: Path) -> None:
         Tokenizer.load(tmp_path / "missing.model")
 
 
-def test_too_small_vocabulary_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"too small for this corpus: .* at least \d+"):
-        Tokenizer.train(TEXTS, vocab_size=50)
+@pytest.mark.parametrize("asked", [-5, 0, 1, 50, 261])
+def test_too_small_vocabulary_names_the_smallest_that_works(asked: int) -> None:
+    with pytest.raises(
+        VocabularyTooSmall, match=r"too small for this corpus: .* at least \d+"
+    ) as e:
+        Tokenizer.train(TEXTS, vocab_size=asked)
+    assert e.value.asked == asked
+    needed = e.value.needed
+    assert Tokenizer.train(TEXTS, vocab_size=needed).vocab_size == needed
+    with pytest.raises(VocabularyTooSmall):
+        Tokenizer.train(TEXTS, vocab_size=needed - 1)
+
+
+def test_a_vocabulary_larger_than_the_texts_yield_is_cut_and_says_so() -> None:
+    tok = Tokenizer.train(TEXTS, vocab_size=8000)
+    assert 300 < tok.vocab_size < 8000
