@@ -7,6 +7,9 @@ wait their turn in the chat's queue. A question's text passes `core.gate` there,
 the platform. Egress is
 a `Sender` calling the adapter's `send`. `guard` wraps the handling of one platform event,
 so a bad one is logged (rate-limited) and never stops the loop.
+
+`run` retries the platform handshake (`start`) while the platform cannot be reached,
+not ready meanwhile and saying why; only an error no wait heals (a refused token) ends it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 
-from adapters.egress import Sender
+import redis.exceptions
+
+from adapters.egress import Sender, Undeliverable
 from adapters.http import Throttle
 from core import gate, telemetry
-from core.messages import EventKind, Incoming, Reply
+from core.errors import StoreUnavailable
+from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.types import Enqueued, SendLimits, Store
+from core.retry import Backoff, Stopped, retry
 
 log = logging.getLogger("parley.adapter")
 
@@ -30,14 +37,29 @@ EMPTY_HELP = "Ask me something: {how}"
 TRUNCATED_NOTE = "your message was long; I read its first {limit:,} characters"
 RESET_TEXT = "Done: I have forgotten our conversation here."
 
+# What a store raises while it cannot be reached: waiting heals it. Stores raise
+# StoreUnavailable; redis' connection errors are listed for one that lets them through.
+# Any other error (a bug, a refused password) is not waited out.
+STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+PARTS_REMEMBERED = 10_000  # replies whose sent parts are remembered after a failure
+
 
 class Adapter(abc.ABC):
     """One platform. Subclasses set the class attributes and implement `start` (connect,
     register webhooks, start receiving), `stop` and `send`."""
 
     platform: str
+    title: str = ""  # the platform's name in messages ("Telegram"); `platform` by default
     max_length: int = 4000  # characters per platform message
     coalesce: bool = False
+    # Errors of `start` that waiting heals (the platform unreachable, overloaded); `run`
+    # tries again after them, with a pause of `start_backoff` seconds (first, longest).
+    unreachable: tuple[type[BaseException], ...] = ()
+    start_backoff: tuple[float, float] = (1.0, 60.0)
 
     def __init__(
         self,
@@ -54,6 +76,9 @@ class Adapter(abc.ABC):
         self.sender = Sender(store, self, concurrency=concurrency, global_rate=global_rate)
         self.ready_reason: str | None = "starting"  # None once serving
         self._quiet = Throttle()
+        self._stop: asyncio.Event | None = None  # `run`'s
+        self._failure: BaseException | None = None
+        self._parts_sent: dict[Hashable, int] = {}  # long replies cut short by a failure
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -65,9 +90,43 @@ class Adapter(abc.ABC):
     async def stop(self) -> None:
         """Stop receiving and release platform resources."""
 
-    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
-        """Start, send replies until `stop` is set, then stop."""
-        await self.start()
+    async def run(
+        self,
+        stop: asyncio.Event,
+        on_ready: Callable[[], None] | None = None,
+        on_waiting: Callable[[str], None] | None = None,
+    ) -> None:
+        """Start, send replies until `stop` is set, then stop.
+
+        While the platform cannot be reached, `start` is tried again with backoff (not
+        ready meanwhile, `on_waiting` told why); `stop` ends the wait. Errors no wait heals
+        (a refused token: `ConfigError`) are raised at once, as is an error that ended a
+        part of the adapter for good while it served (see `fail`).
+        """
+        self._stop = stop
+        what = self.title or self.platform
+        backoff = Backoff(log, what, *self.start_backoff)
+
+        async def attempt() -> None:
+            try:
+                await self.start()
+            except self.unreachable as exc:
+                self.ready_reason = f"{what} unreachable: {self.describe(exc)}"
+                if on_waiting is not None:
+                    on_waiting(self.ready_reason)
+                raise
+
+        try:
+            await retry(
+                attempt,
+                backoff=backoff,
+                stop=stop,
+                transient=self.unreachable,
+                retry_after=self.wait_hint,
+            )
+        except Stopped:
+            self.ready_reason = "stopping"
+            return
         self.ready_reason = None
         log.info("%s adapter serving", self.platform)
         if on_ready is not None:
@@ -77,6 +136,29 @@ class Adapter(abc.ABC):
         finally:
             self.ready_reason = "stopping"
             await self.stop()
+        if self._failure is not None:
+            raise self._failure
+
+    def fail(self, exc: BaseException) -> None:
+        """A part of the adapter that runs beside the sender (a poller) ended for good:
+        stop serving, and have `run` raise `exc`."""
+        self._failure = exc
+        self.ready_reason = "stopping"
+        if self._stop is not None:
+            self._stop.set()
+
+    def describe(self, exc: BaseException) -> str:
+        """`exc` in a line, for logs and /healthz (subclasses mask secrets)."""
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0]}"[:300] if text else type(exc).__name__
+
+    def wait_hint(self, exc: BaseException) -> float:
+        """Seconds the platform asked to wait before trying again after `exc` (429)."""
+        return 0.0
+
+    def limits_for(self, chat: ChatKey) -> SendLimits:
+        """The platform's rules for sending to `chat`; the same for every chat here."""
+        return self.limits
 
     async def health(self) -> str | None:
         """None when ready to serve, else why not."""
@@ -151,6 +233,24 @@ class Adapter(abc.ABC):
     async def send(self, replies: Sequence[Reply]) -> None:
         """Send one message carrying `replies` to their chat; raise `RetryAfter`,
         `Undeliverable`, or anything else for a transient failure."""
+
+    async def send_parts(
+        self, key: Hashable, parts: Sequence[str], send: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """`send` each of one reply's parts in order. After a failure halfway (a 429), the
+        Sender sends the whole reply again: the parts the platform already has are
+        skipped. `key` names the reply."""
+        try:
+            for number in range(self._parts_sent.get(key, 0), len(parts)):
+                await send(parts[number])
+                if number + 1 < len(parts):
+                    self._parts_sent[key] = number + 1
+                    if len(self._parts_sent) > PARTS_REMEMBERED:  # replies never sent again
+                        del self._parts_sent[next(iter(self._parts_sent))]
+        except Undeliverable:
+            self._parts_sent.pop(key, None)
+            raise
+        self._parts_sent.pop(key, None)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from adapters.base import Adapter
 from adapters.egress import RetryAfter, Undeliverable, body, split_text
 from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
 from core import gate
-from core.errors import ConfigError
+from core.errors import ConfigError, ParleyError
 from core.messages import ChatKey, Incoming, Reply
 from core.queue.types import Enqueued, SendLimits, Store
 
@@ -80,6 +80,10 @@ PERMANENT_ERRORS = frozenset(
 AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
+# Web API errors that waiting heals (besides HTTP 5xx and 429).
+SERVER_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 
 SIGNATURE_WINDOW = 300.0  # seconds: Slack's requests are at most five minutes old
 SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
@@ -102,6 +106,15 @@ class SlackAuthError(ConfigError):
 
 class SlackSendError(Exception):
     """A transient failure to deliver (5xx, an unexpected answer): retried by the Sender."""
+
+
+class SlackUnavailable(Exception):
+    """Slack answered a call with a server error (5xx) or asked to wait (429): waiting
+    heals it."""
+
+    def __init__(self, what: str, retry_after: float = 0.0) -> None:
+        super().__init__(what)
+        self.retry_after = retry_after
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -174,6 +187,19 @@ def _error_of(exc: SlackApiError) -> str:
     return str(data.get("error", "")) if isinstance(data, dict) else ""
 
 
+def _refusal(exc: SlackApiError, which: str, method: str) -> Exception:
+    """What a failed call made while starting means: a refused token (`SlackAuthError`),
+    Slack failing or busy (`SlackUnavailable`: wait), or another refusal."""
+    error, status = _error_of(exc), exc.response.status_code
+    if error in AUTH_ERRORS or (which == "app" and error == "not_allowed_token_type"):
+        return SlackAuthError(which, error)
+    if status == 429 or error == "ratelimited":
+        return SlackUnavailable(f"{method}: rate limited", _retry_after(exc.response.headers))
+    if status >= 500 or error in SERVER_ERRORS:
+        return SlackUnavailable(f"{method}: HTTP {status} {error}".rstrip())
+    return ParleyError(f"Slack refused {method}: {error or f'HTTP {status}'}")
+
+
 # -- the adapter -----------------------------------------------------------------------------
 
 
@@ -181,8 +207,10 @@ class SlackAdapter(Adapter):
     """A slash command and app mentions, over HTTP (signed requests) or Socket Mode."""
 
     platform = "slack"
+    title = "Slack"
     max_length = 3000
     coalesce = False  # every reply has its own destination (a response_url or a thread)
+    unreachable = (aiohttp.ClientError, ConnectionError, TimeoutError, SlackUnavailable)
 
     def __init__(
         self,
@@ -245,14 +273,15 @@ class SlackAdapter(Adapter):
         return app
 
     async def start(self) -> None:
+        """auth.test, then (Socket Mode) connect. Raises `SlackAuthError` for a refused
+        token, one of `unreachable` while Slack cannot be reached or is failing (`run`
+        tries again), `ParleyError` for another refusal."""
         self._http()
         try:
             try:
                 auth = await self.client.auth_test()
             except SlackApiError as exc:
-                if _error_of(exc) in AUTH_ERRORS:
-                    raise SlackAuthError("bot", _error_of(exc)) from None
-                raise
+                raise _refusal(exc, "bot", "auth.test") from None
             self.bot_user_id = str(auth.get("user_id") or "")
             log.info(
                 "Slack: signed in as %s (%s) in team %s",
@@ -273,9 +302,7 @@ class SlackAdapter(Adapter):
             # Asked here, not inside connect(), which would retry a refused token forever.
             handler.client.wss_uri = await handler.client.issue_new_wss_url()
         except SlackApiError as exc:
-            if _error_of(exc) in AUTH_ERRORS | {"not_allowed_token_type"}:
-                raise SlackAuthError("app", _error_of(exc)) from None
-            raise
+            raise _refusal(exc, "app", "apps.connections.open") from None
         await handler.connect_async()
         log.info("Slack: Socket Mode connected")
 
@@ -287,6 +314,9 @@ class SlackAdapter(Adapter):
             await self._session.close()
             self._session = None
             self.client.session = None
+
+    def wait_hint(self, exc: BaseException) -> float:
+        return exc.retry_after if isinstance(exc, SlackUnavailable) else 0.0
 
     async def health(self) -> str | None:
         reason = await super().health()

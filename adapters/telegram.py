@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hmac
 import logging
 import re
@@ -32,14 +33,14 @@ from telegram.constants import ChatType
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
-from adapters.base import Adapter
+from adapters.base import STORE_UNAVAILABLE, Adapter
 from adapters.egress import RetryAfter, Undeliverable, body, coalesced_text, split_text
 from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
 from core import gate
 from core.errors import ConfigError, ParleyError
 from core.messages import ChatKey, Incoming, Reply
-from core.queue.outage import STORE_DOWN
 from core.queue.types import SendLimits, Store
+from core.retry import Backoff, Stopped, retry
 
 log = logging.getLogger("parley.telegram")
 
@@ -50,6 +51,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # ignored, with a reason, should they arrive anyway).
 ALLOWED_UPDATES = ("message",)
 COMMAND = re.compile(r"/(\w+)(?:@(\w+))?(?:\s+|$)(.*)", re.DOTALL)
+TOKEN_REFUSED = "Telegram refused the bot token; check it with @BotFather"
 
 GROUP_HELP = (
     "I'm a chat bot with my own small language model. Mention me (@{username} how are "
@@ -78,8 +80,12 @@ class TelegramAdapter(Adapter):
     """A Telegram bot, polling or receiving a webhook."""
 
     platform = "telegram"
+    title = "Telegram"
     max_length = 4096
     coalesce = True
+    # Network errors, 5xx (PTB's NetworkError, but not its subclass BadRequest: a 400 is
+    # answered again), and 429 with retry_after.
+    unreachable = (tg.NetworkError, tg.RetryAfter)
     poll_backoff = (0.5, 30.0)  # seconds between getUpdates attempts while they fail
     body_timeout = BODY_TIMEOUT  # seconds a webhook's body may take to arrive
 
@@ -124,12 +130,17 @@ class TelegramAdapter(Adapter):
         )
         self.me: User | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()  # set by `stop`: held updates stop waiting
+        self._store_backoff = Backoff(log, "store")
         self._migrated: dict[str, str] = {}  # old group id: its supergroup's id
-        self._parts_sent: dict[tuple[str, str], int] = {}  # long replies cut short by a 429
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """getMe, then set or delete the webhook. Raises `ConfigError` for a refused token,
+        a PTB NetworkError or RetryAfter while Telegram cannot be reached (`run` tries again),
+        `ParleyError` for any other refusal."""
+        self._closing.clear()
         try:
             await self.bot.initialize()  # getMe: checks the token, tells us who we are
             self.me = self.bot.bot
@@ -144,9 +155,11 @@ class TelegramAdapter(Adapter):
                 await self.bot.delete_webhook()  # getUpdates is refused while one is set
         except tg.InvalidToken:
             await self._shutdown_bot()
-            raise ConfigError("Telegram refused the bot token; check it with @BotFather") from None
+            raise ConfigError(TOKEN_REFUSED) from None
         except tg.TelegramError as exc:
             await self._shutdown_bot()
+            if _unreachable(exc):
+                raise
             raise ParleyError(f"Telegram Bot API: {self._mask(str(exc))}") from None
         log.info("Telegram bot @%s (id %d), %s mode", self.me.username, self.me.id, self.mode)
         if self.mode == "polling":
@@ -154,6 +167,7 @@ class TelegramAdapter(Adapter):
 
     async def stop(self) -> None:
         # A webhook stays registered: Telegram keeps the updates until we are back.
+        self._closing.set()
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -171,6 +185,12 @@ class TelegramAdapter(Adapter):
             text = text.replace(secret, "<redacted>")
         return text
 
+    def describe(self, exc: BaseException) -> str:
+        return self._mask(super().describe(exc))
+
+    def wait_hint(self, exc: BaseException) -> float:
+        return _seconds(exc) if isinstance(exc, tg.RetryAfter) else 0.0
+
     def add_routes(self, app: web.Application) -> None:
         """The webhook receiver (webhook mode only)."""
         if self.mode == "webhook":
@@ -179,57 +199,55 @@ class TelegramAdapter(Adapter):
     # -- ingress ------------------------------------------------------------------------------
 
     async def _poll(self) -> None:
-        """getUpdates until cancelled; errors are waited out, logged once per outage."""
+        """getUpdates until stopped. What waiting heals (network errors, 5xx, 429, 409 from
+        another poller) is waited out, logged once per outage; anything else ends the
+        adapter (a revoked token: a `ConfigError`)."""
+        backoff = Backoff(log, "Telegram getUpdates", *self.poll_backoff)
         offset: int | None = None
-        delay = 0.0
-        while True:
-            try:
-                updates = await self.bot.get_updates(
-                    offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+        try:
+            while True:
+                updates = await retry(
+                    functools.partial(self._get_updates, offset),
+                    backoff=backoff,
+                    stop=self._closing,
+                    transient=(*self.unreachable, tg.Conflict),
+                    retry_after=self.wait_hint,
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # network, 5xx, 429, 409 (another poller or a webhook)
-                if not delay:
-                    log.error(
-                        "Telegram getUpdates failed (%s); retrying with backoff",
-                        self._mask(f"{type(exc).__name__}: {exc}"),
-                    )
-                shortest, longest = self.poll_backoff
-                delay = min(max(delay * 2, shortest), longest)
-                if isinstance(exc, tg.RetryAfter):
-                    delay = max(delay, _seconds(exc))
-                await asyncio.sleep(delay)
-                continue
-            if delay:
-                log.warning("Telegram getUpdates works again")
-                delay = 0.0
-            for update in updates:
-                await self._deliver(update)
-                offset = update.update_id + 1  # confirms it: Telegram will not send it again
+                for update in updates:
+                    await self._deliver(update)
+                    offset = update.update_id + 1  # confirms it: Telegram will not send it again
+        except Stopped:
+            return
+        except Exception as exc:
+            log.error("Telegram polling stopped: %s", self.describe(exc))
+            self.fail(exc)
+
+    async def _get_updates(self, offset: int | None) -> tuple[Update, ...]:
+        try:
+            return await self.bot.get_updates(
+                offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+            )
+        except tg.InvalidToken:
+            raise ConfigError(TOKEN_REFUSED) from None
+        except tg.BadRequest as exc:
+            raise ParleyError(f"Telegram getUpdates: {self._mask(exc.message)}") from None
 
     async def _deliver(self, update: Update) -> None:
-        """Handle one polled update; while the store is down, keep it and try again."""
-        delay = 0.0
-        while True:
-            try:
-                await self.handle(update)
-                return
-            except STORE_DOWN as exc:
-                if not delay:
-                    log.error(
-                        "store unreachable (%s); holding update %d",
-                        exc,
-                        update.update_id,
-                        extra=_fields(update),
-                    )
-                delay = min(max(delay * 2, 0.1), 5.0)
-                await asyncio.sleep(delay)
-            except Exception:
-                log.exception(
-                    "telegram: failed to handle update %d", update.update_id, extra=_fields(update)
-                )
-                return
+        """Handle one polled update. While the store cannot be reached, hold it (it stays
+        unconfirmed) and try again; one that fails otherwise is logged and skipped."""
+        try:
+            await retry(
+                functools.partial(self.handle, update),
+                backoff=self._store_backoff,
+                stop=self._closing,
+                transient=STORE_UNAVAILABLE,
+            )
+        except Stopped:
+            raise
+        except Exception:
+            log.exception(
+                "telegram: failed to handle update %d", update.update_id, extra=_fields(update)
+            )
 
     async def webhook(self, request: web.Request) -> web.Response:
         """POST from Telegram: check the secret, then read the body (bounded), enqueue,
@@ -251,7 +269,7 @@ class TelegramAdapter(Adapter):
             return web.Response(status=503)
         try:
             await self.handle(update)
-        except STORE_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             log.error(
                 "store unreachable (%s); Telegram will redeliver update %d",
                 exc,
@@ -393,18 +411,11 @@ class TelegramAdapter(Adapter):
         last = replies[-1]
         text = body(last) if len(replies) == 1 else coalesced_text(replies)
         parts = split_text(text, self.max_length)
-        key = (str(last.chat), last.in_reply_to)
-        # After a 429 halfway through a long reply, the Sender retries the whole reply:
-        # skip the parts Telegram already has.
-        try:
-            for number in range(self._parts_sent.get(key, 0), len(parts)):
-                await self._send_message(last.chat, parts[number], last.reply_to)
-                if len(parts) > 1:
-                    self._parts_sent[key] = number + 1
-        except Undeliverable:
-            self._parts_sent.pop(key, None)
-            raise
-        self._parts_sent.pop(key, None)
+        await self.send_parts(
+            (str(last.chat), last.in_reply_to),
+            parts,
+            lambda part: self._send_message(last.chat, part, last.reply_to),
+        )
 
     async def _send_message(self, chat: ChatKey, text: str, reply_to: str) -> None:
         chat_id = self._migrated.get(chat.chat, chat.chat)
@@ -460,6 +471,13 @@ def _well_formed(msg: Message) -> bool:
             isinstance(e, MessageEntity) and _is_int(e.offset) and _is_int(e.length)
             for e in msg.entities
         )
+    )
+
+
+def _unreachable(exc: tg.TelegramError) -> bool:
+    """Whether waiting may heal `exc`: Telegram unreachable, failing (5xx) or asking to wait."""
+    return isinstance(exc, tg.RetryAfter) or (
+        isinstance(exc, tg.NetworkError) and not isinstance(exc, tg.BadRequest)
     )
 
 

@@ -30,8 +30,19 @@ async def run_adapter(
     runner = await serve(app, host, port)
     log.info("%s: HTTP on %s:%d (/healthz, /metrics)", adapter.platform, host, port)
     watchdog = asyncio.create_task(systemd.watchdog())
+
+    def waiting(reason: str) -> None:
+        # Up and waiting for the platform, which is no failure: ready as far as systemd is
+        # concerned (its start timeout would kill a process doing the right thing), not
+        # ready on /healthz, and the status says why.
+        systemd.notify("READY=1", f"STATUS={reason}; retrying")
+
     try:
-        await adapter.run(stop, on_ready=lambda: systemd.ready(f"serving {adapter.platform}"))
+        await adapter.run(
+            stop,
+            on_ready=lambda: systemd.ready(f"serving {adapter.platform}"),
+            on_waiting=waiting,
+        )
     finally:
         systemd.stopping()
         watchdog.cancel()

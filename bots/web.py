@@ -68,13 +68,18 @@ class Chat(WebAdapter):
         self.load = load
         self.worker: Worker | None = None
 
-    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        on_ready: Callable[[], None] | None = None,
+        on_waiting: Callable[[str], None] | None = None,
+    ) -> None:
         # The page is served already: people can come in and talk while the model loads.
         url = room_url(self.settings, show_token=sys.stdout.isatty())
         loading = " (the bot answers once its model has loaded)" if self.load else ""
         print(f"parley: open {url} in a browser{loading}", flush=True)
         if self.load is None:
-            await super().run(stop, on_ready)
+            await super().run(stop, on_ready, on_waiting)
             return
         model = asyncio.create_task(self._run_model(stop, on_ready))
 
@@ -84,7 +89,7 @@ class Chat(WebAdapter):
 
         model.add_done_callback(stop_if_failed)
         try:
-            await super().run(stop)
+            await super().run(stop, on_waiting=on_waiting)
         finally:
             stop.set()
             await asyncio.wait([model])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -371,6 +372,85 @@ async def test_refused_tokens_stop_the_start(fake: FakeSlack, store: MemoryStore
         await bad_app.start()
     assert (bot_error.value.which, app_error.value.which) == ("bot", "app")
     assert bad_bot._session is None and bad_app._session is None  # cleaned up
+    # run() does not wait for a refused token to become good
+    with pytest.raises(SlackAuthError, match="bot token"):
+        await asyncio.wait_for(bad_bot.run(asyncio.Event()), 5)
+    assert [c[0] for c in fake.calls].count("auth.test") == 3  # once each
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def health_until(adapter: SlackAdapter, done: Callable[[str | None], bool]) -> str | None:
+    """Poll `adapter.health()` until `done` holds for it (5 s at most)."""
+    for _ in range(250):
+        reason = await adapter.health()
+        if done(reason):
+            return reason
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"health stayed {reason!r}")
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+async def test_start_waits_for_slack_and_is_not_ready_meanwhile(
+    fake: FakeSlack, store: MemoryStore, mode: str
+) -> None:
+    fake.fail_auth_test(503, times=2)
+    fake.fail_auth_test(429)
+    adapter = SlackAdapter(
+        store,
+        bot_token=BOT_TOKEN,
+        signing_secret=SIGNING_SECRET,
+        app_token=APP_TOKEN,
+        mode=mode,  # type: ignore[arg-type]
+        api_url=fake.api_url,
+    )
+    adapter.start_backoff = (0.05, 0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(adapter.run(stop))
+    try:
+        reason = await health_until(adapter, lambda r: r is not None and "unreachable" in r)
+        assert reason is not None and reason.startswith("Slack unreachable")
+        await health_until(adapter, lambda r: r is None)
+        assert [c[:2] for c in fake.calls if c[0] == "auth.test"] == [
+            ("auth.test", 503),
+            ("auth.test", 503),
+            ("auth.test", 429),
+            ("auth.test", 200),
+        ]
+        limited, then = [c[2] for c in fake.calls if c[0] == "auth.test"][2:]
+        assert then - limited >= 0.95  # waited as long as Slack asked
+    finally:
+        stop.set()
+        await task
+
+
+async def test_an_unreachable_slack_is_waited_for_until_stopped(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = SlackAdapter(
+        store,
+        bot_token=BOT_TOKEN,
+        signing_secret=SIGNING_SECRET,
+        api_url=f"http://127.0.0.1:{closed_port()}/api/",
+    )
+    adapter.start_backoff = (0.05, 0.2)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(adapter.run(stop))
+        await health_until(adapter, lambda r: r is not None and "unreachable" in r)
+        await asyncio.sleep(0.6)  # several more tries
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)  # returns: stopping is no error
+    assert adapter._session is None
+    outages = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(outages) == 1  # once per outage, not once per try
+    assert errors_logged(caplog) == [outages[0].getMessage()]  # and no traceback
 
 
 # -- egress ----------------------------------------------------------------------------------

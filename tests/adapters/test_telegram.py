@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from adapters.telegram import WEBHOOK_PATH, TelegramAdapter
 from bots.cli import EX_CONFIG, main
 from bots.settings import load_settings
 from bots.telegram import build_telegram
-from core.errors import ConfigError
+from core.errors import ConfigError, StoreUnavailable
 from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.memory_store import MemoryStore
 from core.queue.types import Enqueued, Limits
@@ -49,10 +50,32 @@ def store() -> MemoryStore:
     return MemoryStore(Limits(sender_rate=0))
 
 
-def make(fake: FakeTelegram, store: MemoryStore, **options: Any) -> TelegramAdapter:
-    adapter = TelegramAdapter(store, fake.token, api_url=fake.api_url, poll_timeout=1, **options)
+def make(
+    fake: FakeTelegram, store: MemoryStore, api_url: str | None = None, **options: Any
+) -> TelegramAdapter:
+    adapter = TelegramAdapter(
+        store, fake.token, api_url=api_url or fake.api_url, poll_timeout=1, **options
+    )
     adapter.poll_backoff = (0.05, 0.2)
+    adapter.start_backoff = (0.05, 0.2)
     return adapter
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def health_until(adapter: TelegramAdapter, done: Callable[[str | None], bool]) -> str | None:
+    """Poll `adapter.health()` until `done` holds for it (5 s at most)."""
+    for _ in range(250):
+        reason = await adapter.health()
+        if done(reason):
+            return reason
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"health stayed {reason!r}")
 
 
 def echo(contexts: Sequence[Sequence[str]]) -> list[str]:
@@ -61,18 +84,21 @@ def echo(contexts: Sequence[Sequence[str]]) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def running(
-    adapter: TelegramAdapter, respond: Callable[[Sequence[Sequence[str]]], list[str]] = echo
+    adapter: TelegramAdapter,
+    respond: Callable[[Sequence[Sequence[str]]], list[str]] = echo,
+    wait: bool = True,
 ) -> AsyncIterator[TelegramAdapter]:
-    """The adapter and an in-process worker, until the block ends."""
+    """The adapter and an in-process worker, until the block ends (`wait`: from when the
+    adapter is ready)."""
     stop = asyncio.Event()
     worker = Worker(adapter.store, respond, idle_timeout=0.05)
     tasks = [asyncio.create_task(adapter.run(stop)), asyncio.create_task(worker.run(stop))]
     try:
-        for _ in range(100):
+        for _ in range(100 if wait else 0):
             if adapter.ready_reason is None or tasks[0].done():
                 break
             await asyncio.sleep(0.02)
-        assert adapter.ready_reason is None
+        assert adapter.ready_reason is None or not wait
         yield adapter
     finally:
         stop.set()
@@ -350,24 +376,42 @@ async def test_polling_survives_errors_and_logs_once_per_outage(
             fake.add_update(message=fake.message(GROUP, ALICE, "@parley_bot still there?"))
             [sent] = await fake.wait_sent(1, timeout=10)
     assert sent.text == "re: still there?"
-    failures = [r for r in caplog.records if "getUpdates failed" in r.getMessage()]
+    failures = [r for r in caplog.records if "getUpdates unreachable" in r.getMessage()]
     assert len(failures) == 1 and "NetworkError" in failures[0].getMessage()
-    assert any("works again" in r.getMessage() for r in caplog.records)
+    assert any("getUpdates reachable again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_token_refused_while_polling_stops_the_adapter(
+    fake: FakeTelegram, store: MemoryStore
+) -> None:
+    adapter = make(fake, store)
+    task = asyncio.create_task(adapter.run(asyncio.Event()))
+    await health_until(adapter, lambda reason: reason is None)
+    fake.fail_next("getUpdates", 401, "Unauthorized")  # the token revoked at @BotFather
+    with pytest.raises(ConfigError, match="token"):
+        await asyncio.wait_for(task, 5)  # not retried for ever
+    assert fake.calls.count("getUpdates") <= 2  # the refused one was the last
+    assert await adapter.health() == "stopping"
 
 
 class FlakyStore(MemoryStore):
-    """A store whose enqueue fails as an unreachable Redis would while `down`."""
+    """A store whose enqueue fails as an unreachable store would while `down`."""
 
     down = True
+    error: type[Exception] = StoreUnavailable
 
     async def enqueue(self, message: Incoming) -> Enqueued:
         if self.down:
-            raise redis.exceptions.ConnectionError("Connection refused")
+            raise self.error("Connection refused")
         return await super().enqueue(message)
 
 
-async def test_an_update_is_held_while_the_store_is_down(fake: FakeTelegram) -> None:
+@pytest.mark.parametrize("error", [StoreUnavailable, redis.exceptions.ConnectionError])
+async def test_an_update_is_held_while_the_store_is_down(
+    fake: FakeTelegram, error: type[Exception]
+) -> None:
     store = FlakyStore(Limits(sender_rate=0))
+    store.error = error
     async with running(make(fake, store)):
         fake.add_update(message=fake.message(GROUP, ALICE, "@parley_bot are you there?"))
         await asyncio.sleep(0.5)
@@ -375,6 +419,74 @@ async def test_an_update_is_held_while_the_store_is_down(fake: FakeTelegram) -> 
         store.down = False
         [sent] = await fake.wait_sent(1, timeout=10)
     assert sent.text == "re: are you there?"
+
+
+class BrokenStore(MemoryStore):
+    """A store that fails to take one question with an error no wait would heal."""
+
+    tries = 0
+
+    async def enqueue(self, message: Incoming) -> Enqueued:
+        if message.text == "break":
+            self.tries += 1
+            raise OSError(22, "Invalid argument")
+        return await super().enqueue(message)
+
+
+async def test_an_update_failing_for_another_reason_is_skipped_not_retried(
+    fake: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = BrokenStore(Limits(sender_rate=0))
+    async with running(make(fake, store)):
+        fake.add_update(message=fake.message(GROUP, ALICE, "@parley_bot break"))
+        fake.add_update(message=fake.message(GROUP, ALICE, "@parley_bot fine?"))
+        [sent] = await fake.wait_sent(1, timeout=5)
+    assert sent.text == "re: fine?"
+    assert store.tries == 1
+    assert any("failed to handle update" in r.getMessage() for r in caplog.records)
+
+
+# -- starting -------------------------------------------------------------------------------
+
+
+async def test_start_waits_for_the_bot_api_and_is_not_ready_meanwhile(
+    fake: FakeTelegram, store: MemoryStore
+) -> None:
+    fake.fail_next("getMe", 502, "Bad Gateway", times=3)
+    async with running(make(fake, store), wait=False) as adapter:
+        reason = await health_until(adapter, lambda r: r is not None and "unreachable" in r)
+        assert reason is not None and reason.startswith("Telegram unreachable")
+        assert "Bad Gateway" in reason
+        await health_until(adapter, lambda r: r is None)
+        fake.add_update(message=fake.message(GROUP, ALICE, "@parley_bot up now?"))
+        [sent] = await fake.wait_sent(1)
+    assert fake.calls[:5] == ["getMe"] * 4 + ["deleteWebhook"]
+    assert sent.text == "re: up now?"
+
+
+async def test_an_unreachable_bot_api_is_waited_for_until_stopped(
+    fake: FakeTelegram, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = make(fake, store, api_url=f"http://127.0.0.1:{closed_port()}")
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(adapter.run(stop))
+        reason = await health_until(adapter, lambda r: r is not None and "unreachable" in r)
+        await asyncio.sleep(0.6)  # several more tries
+        assert not task.done()
+        assert (await adapter.health() or "").startswith("Telegram unreachable")
+        stop.set()
+        await asyncio.wait_for(task, 5)  # returns: stopping is no error
+    assert reason is not None and fake.token not in reason
+    outages = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(outages) == 1  # once per outage, not once per try
+
+
+async def test_a_refused_token_stops_run_at_once(fake: FakeTelegram, store: MemoryStore) -> None:
+    adapter = TelegramAdapter(store, "999:WRONG-token-value", api_url=fake.api_url)
+    with pytest.raises(ConfigError, match="@BotFather"):
+        await asyncio.wait_for(adapter.run(asyncio.Event()), 5)
+    assert len(fake.requests) == 1  # asked once: no wait makes a refused token good
 
 
 async def webhook_adapter(

@@ -78,3 +78,38 @@ def test_services_notify_restart_and_load_settings_and_secrets(unit: str) -> Non
         "MemoryMax=",
     ):
         assert line in text, f"{unit}: {line}"
+
+
+def settings_of(unit: str) -> dict[str, dict[str, str]]:
+    """The unit's settings by section (the last value of a key repeated)."""
+    sections: dict[str, dict[str, str]] = {}
+    section: dict[str, str] = {}
+    for line in (DEPLOY / unit).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = sections.setdefault(line[1:-1], {})
+        elif "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            section[key] = value
+    return sections
+
+
+def seconds(value: str) -> float:
+    """A systemd time span as seconds ("5", "10s", "5min", "2min 30s")."""
+    units = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+    spans = re.findall(r"([\d.]+)\s*([a-z]*)", value)
+    assert spans, value
+    return sum(float(number) * units[unit] for number, unit in spans)
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_a_process_that_keeps_failing_trips_the_start_limit(unit: str) -> None:
+    sections = settings_of(unit)
+    unit_part, service = sections["Unit"], sections["Service"]
+    interval = seconds(unit_part["StartLimitIntervalSec"])
+    burst = int(unit_part["StartLimitBurst"])
+    delay = seconds(service["RestartSec"])
+    # A process that fails at once is started `burst` times within `interval`: systemd then
+    # stops restarting it, instead of restarting it every few seconds for ever.
+    assert burst * delay < interval
+    assert delay >= 5  # a pause between tries, not a tight loop

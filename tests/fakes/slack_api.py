@@ -79,6 +79,7 @@ class FakeSlack:
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
     refuse_connections: bool = False  # apps.connections.open says invalid_auth
+    _auth_failures: list[int] = field(default_factory=list)
     _rate_limits: dict[str, list[float]] = field(default_factory=dict)
     _channel_errors: dict[str, str] = field(default_factory=dict)
     _server_errors: int = 0
@@ -128,6 +129,10 @@ class FakeSlack:
         """Answer posts to `channel` with ok:false and `error` (e.g. channel_not_found)."""
         self._channel_errors[channel] = error
 
+    def fail_auth_test(self, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` auth.test calls with HTTP `status` (429: Retry-After 1)."""
+        self._auth_failures.extend([status] * times)
+
     def fail_server(self, times: int = 1) -> None:
         """Answer the next `times` chat.postMessage calls with HTTP 500."""
         self._server_errors += times
@@ -163,6 +168,14 @@ class FakeSlack:
         return request.headers.get("Authorization") == f"Bearer {token}"
 
     async def _auth_test(self, request: web.Request) -> web.Response:
+        if self._auth_failures:
+            status = self._auth_failures.pop(0)
+            await self._changed_now("auth.test", status)
+            if status == 429:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+                )
+            return web.Response(status=status, text="service unavailable")
         if not self._authorised(request, self.bot_token):
             await self._changed_now("auth.test", 200)
             return web.json_response({"ok": False, "error": "invalid_auth"})
