@@ -7,6 +7,13 @@ url_verification and calls auth.test; its requests reach it from our aiohttp app
 queues the message *before* it acknowledges: a queue write takes milliseconds, well inside
 Slack's 3 seconds, and doing it first keeps a channel's questions in the order they arrived and
 makes a failed write visible (Slack retries the event; a command's asker gets an apology).
+A write still unanswered after `ENQUEUE_TIMEOUT` is not abandoned: the command is acked
+without a word and its asker hears of a failure, if any, through the response_url; an event
+gets an error, and Slack's retry is recognised as a duplicate should the write succeed.
+
+Answers to a command go to its response_url, for the channel to see; help goes to the asker
+alone. slack-bolt and slack_sdk log with loggers of their own (`LIBRARY_LOGGERS`), kept at
+WARNING and without URLs, so no request body, message text or response_url reaches the logs.
 
 Chats are `team:channel` (an app installed in several workspaces never mixes them up); a
 mention's context is its thread, a slash command's the channel. Dedup keys: `event_id` for
@@ -17,11 +24,12 @@ event id, and a trigger id is unique per invocation).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -42,7 +50,7 @@ from adapters.egress import RetryAfter, Undeliverable, body, split_text
 from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
 from core import gate
 from core.errors import ConfigError, ParleyError
-from core.messages import ChatKey, Incoming, Reply
+from core.messages import ChatKey, Incoming, Reply, ReplyKind
 from core.queue.types import Enqueued, SendLimits, Store
 
 log = logging.getLogger("parley.slack")
@@ -56,6 +64,16 @@ SEND_LIMITS = SendLimits(per_chat=20, window=20.0)
 # A response_url works for 30 minutes; a minute's margin covers clock skew and the send.
 RESPONSE_URL_TTL = 29 * 60.0
 ENQUEUE_TIMEOUT = 2.0  # seconds; the ack must reach Slack within 3
+
+# slack_bolt sets its loggers' levels from the root logger's when the app is built, and
+# logs a refused request's body (message text, a usable response_url) at INFO; slack_sdk's
+# clients log URLs at INFO when they retry, if their logger's own level is unset. The
+# libraries get these loggers instead, at WARNING whatever the root logger says, and their
+# records lose any URL. (bolt's app logger is named after the app: not "parley".)
+BOLT_LOGGER = "slack_bolt.parley"
+SDK_LOGGER = "slack_sdk.parley"
+LIBRARY_LOGGERS = ("slack_bolt", "slack_sdk", BOLT_LOGGER, SDK_LOGGER)
+URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>)]+", re.IGNORECASE)
 
 UNAVAILABLE_TEXT = "Sorry, I can't take questions right now; please try again in a minute."
 RATE_LIMITED_TEXT = "You're asking faster than I can answer; please wait a minute."
@@ -153,6 +171,31 @@ def command_text(reply: Reply) -> str:
     return f"{quote}\n{text}"
 
 
+class QuietLibrary(logging.Filter):
+    """On the libraries' loggers (bolt copies it to each of its own): nothing below
+    WARNING, and URLs, response_urls among them, replaced by "<url>"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        record.msg, record.args = URL.sub("<url>", record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = URL.sub("<url>", record.exc_text)
+        return True
+
+
+def library_logger(name: str) -> logging.Logger:
+    """`name`'s logger at WARNING at least, with `QuietLibrary` on it."""
+    logger = logging.getLogger(name)
+    if logger.level < logging.WARNING:  # also when NOTSET; a stricter level stays
+        logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, QuietLibrary) for f in logger.filters):
+        logger.addFilter(QuietLibrary())
+    return logger
+
+
 def channel_of(chat: ChatKey) -> str:
     return chat.chat.rpartition(":")[2]
 
@@ -200,6 +243,18 @@ def _refusal(exc: SlackApiError, which: str, method: str) -> Exception:
     return ParleyError(f"Slack refused {method}: {error or f'HTTP {status}'}")
 
 
+def _forget(tasks: set[asyncio.Task[Enqueued]]) -> Callable[[asyncio.Task[Enqueued]], None]:
+    """A done-callback taking a finished write out of `tasks` (its error, if any, is
+    someone else's to report: the listener's or the follow-up's)."""
+
+    def done(task: asyncio.Task[Enqueued]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning
+
+    return done
+
+
 # -- the adapter -----------------------------------------------------------------------------
 
 
@@ -235,6 +290,8 @@ class SlackAdapter(Adapter):
             raise ConfigError("Slack HTTP mode needs the signing secret")
         if mode == "socket" and not app_token:
             raise ConfigError("Slack Socket Mode needs an app-level token")
+        for name in LIBRARY_LOGGERS:  # before the app exists: bolt copies the levels then
+            library_logger(name)
         self.mode = mode
         self.command = command
         self.reset_verb = reset_verb.lower()
@@ -246,8 +303,13 @@ class SlackAdapter(Adapter):
         self._app_token = app_token
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._writes: set[asyncio.Task[Enqueued]] = set()  # queue writes outliving an ack
+        self._follow_ups: set[asyncio.Task[None]] = set()
         self.client = AsyncWebClient(
-            token=bot_token, base_url=api_url.rstrip("/") + "/", timeout=int(timeout)
+            token=bot_token,
+            base_url=api_url.rstrip("/") + "/",
+            timeout=int(timeout),
+            logger=logging.getLogger(SDK_LOGGER),
         )
         self.app = AsyncApp(
             client=self.client,
@@ -255,7 +317,8 @@ class SlackAdapter(Adapter):
             # Listeners run before the response, so the ack follows the queue write.
             process_before_response=True,
             request_verification_enabled=mode == "http",  # Socket Mode has no signatures
-            name="parley",
+            name=BOLT_LOGGER,
+            logger=logging.getLogger(BOLT_LOGGER),
         )
         self.app.command(command)(self._on_command)
         self.app.event("app_mention")(self._on_mention)
@@ -307,6 +370,9 @@ class SlackAdapter(Adapter):
         log.info("Slack: Socket Mode connected")
 
     async def stop(self) -> None:
+        # Queue writes that outlived their ack, and the apologies after them, finish first.
+        if pending := self._writes | self._follow_ups:
+            await asyncio.wait(pending, timeout=2 * ENQUEUE_TIMEOUT)
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
@@ -373,8 +439,17 @@ class SlackAdapter(Adapter):
             self.ignored("incomplete command")
             await ack()
             return
+        write = self._write(message, how=f"type {self.command} and your question")
         try:
-            result = await self._take(message, how=f"type {self.command} and your question")
+            result = await asyncio.wait_for(asyncio.shield(write), ENQUEUE_TIMEOUT)
+        except TimeoutError:
+            # Slack must have its ack now. The write goes on: nothing is said until its
+            # outcome is known, then only if it failed.
+            follow_up = asyncio.create_task(self._follow_up(message, write))
+            self._follow_ups.add(follow_up)
+            follow_up.add_done_callback(self._follow_ups.discard)
+            await ack()
+            return
         except Exception as exc:
             log.error("could not queue a slash command in %s: %r", message.chat, exc)
             await ack(text=UNAVAILABLE_TEXT, response_type="ephemeral")
@@ -383,6 +458,22 @@ class SlackAdapter(Adapter):
             await ack(text=RATE_LIMITED_TEXT, response_type="ephemeral")
         else:
             await ack()
+
+    async def _follow_up(self, message: Incoming, write: asyncio.Task[Enqueued]) -> None:
+        """Tell a command's asker, once its slow queue write is over, if it failed."""
+        try:
+            result = await write
+        except Exception as exc:
+            log.error("could not queue a slash command in %s: %r", message.chat, exc)
+            text = UNAVAILABLE_TEXT
+        else:
+            if result is not Enqueued.RATE_LIMITED:
+                return
+            text = RATE_LIMITED_TEXT
+        try:
+            await self._respond(message.reply_to, text, ephemeral=True)
+        except Exception as exc:  # one try: the apology is not worth a retry loop
+            log.warning("could not tell the asker in %s: %r", message.chat, exc)
 
     async def _on_mention(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
@@ -396,8 +487,11 @@ class SlackAdapter(Adapter):
         except gate.Refused:
             self.ignored("incomplete mention")
             return
-        # An exception here answers Slack with a 500, and Slack retries the event later.
-        await self._take(message, how="mention me with a question")
+        # An exception here (the write failed, or is still unanswered) answers Slack with a
+        # 500, and Slack retries the event later: a write that succeeded after all makes the
+        # retry a duplicate, which is dropped.
+        write = self._write(message, how="mention me with a question")
+        await asyncio.wait_for(asyncio.shield(write), ENQUEUE_TIMEOUT)
 
     async def _on_message(self) -> None:
         self.ignored("message event")
@@ -428,14 +522,20 @@ class SlackAdapter(Adapter):
             thread=gate.ident(event.get("thread_ts") or ts, TS, "ts"),
         )
 
+    def _write(self, message: Incoming, how: str) -> asyncio.Task[Enqueued]:
+        """Queue a question, or a reset or the help, in a task of its own: waiting for it
+        may end before it does, and it must not be cut short then (the store may have taken
+        the message already)."""
+        task = asyncio.create_task(self._take(message, how))
+        self._writes.add(task)
+        task.add_done_callback(_forget(self._writes))
+        return task
+
     async def _take(self, message: Incoming, how: str) -> Enqueued:
-        """Queue a question, or do a reset or say the help, within the ack's time budget."""
-        text = message.text
-        async with asyncio.timeout(ENQUEUE_TIMEOUT):
-            # The store drops a redelivered id: a question, a reset or a help request.
-            if text.lower() == self.reset_verb:
-                return await self.reset(message)
-            return await self.ask(message, how=how)
+        # The store drops a redelivered id: a question, a reset or a help request.
+        if message.text.lower() == self.reset_verb:
+            return await self.reset(message)
+        return await self.ask(message, how=how)
 
     # -- egress -------------------------------------------------------------------------------
 
@@ -444,26 +544,49 @@ class SlackAdapter(Adapter):
             if reply.reply_to:
                 await self._answer_command(reply)
             else:
-                for part in split_text(escape(body(reply)), self.max_length):
-                    await self._post(reply.chat, part, reply.thread)
+                await self.send_parts(
+                    (str(reply.chat), reply.in_reply_to),
+                    split_text(escape(body(reply)), self.max_length),
+                    functools.partial(self._post, reply.chat, thread=reply.thread),
+                )
 
     async def _answer_command(self, reply: Reply) -> None:
-        parts = split_text(command_text(reply), self.max_length)
-        if time.time() - reply.received_at < RESPONSE_URL_TTL:
-            sent = 0
-            while sent < len(parts) and await self._respond(reply.reply_to, parts[sent]):
-                sent += 1
-            if sent == len(parts):
-                return
-            parts = parts[sent:]
-        log.info("response_url for %s expired or used up: posting in the channel", reply.chat)
-        for part in parts:
-            await self._post(reply.chat, part, "")
+        """Through the command's response_url while Slack takes it (30 minutes, 5 uses),
+        then in the channel. Help is for the asker alone: it never goes to the channel."""
+        private = reply.kind is ReplyKind.HELP
+        usable = time.time() - reply.received_at < RESPONSE_URL_TTL
+        told = False
 
-    async def _respond(self, url: str, text: str) -> bool:
+        async def send(part: str) -> None:
+            nonlocal usable, told
+            if usable and await self._respond(reply.reply_to, part, ephemeral=private):
+                return
+            usable = False
+            if not told:
+                told = True
+                what = "the help is dropped" if private else "posting in the channel"
+                log.info("response_url for %s expired or used up: %s", reply.chat, what)
+            if not private:
+                await self._post(reply.chat, part, "")
+
+        parts = split_text(command_text(reply), self.max_length)
+        await self.send_parts((str(reply.chat), reply.in_reply_to), parts, send)
+
+    async def _respond(self, url: str, text: str, ephemeral: bool = False) -> bool:
         """Post to a command's response_url; False when it has expired or been used up."""
-        hook = AsyncWebhookClient(url, session=self._http(), timeout=int(self.timeout))
-        response = await hook.send(text=text, response_type="in_channel")
+        hook = AsyncWebhookClient(
+            url,
+            session=self._http(),
+            timeout=int(self.timeout),
+            logger=logging.getLogger(SDK_LOGGER),
+        )
+        try:
+            response = await hook.send(
+                text=text, response_type="ephemeral" if ephemeral else "in_channel"
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Its message may hold the URL, which lets anyone post in the channel.
+            raise SlackSendError(f"response_url: {type(exc).__name__}") from None
         status, answer = response.status_code, (response.body or "").strip()
         if status == 200:
             return True

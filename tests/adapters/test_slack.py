@@ -15,10 +15,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
+from slack_bolt.request.async_request import AsyncBoltRequest
 
-from adapters.egress import RetryAfter, Undeliverable
+import adapters.slack
+from adapters.egress import RetryAfter, Undeliverable, split_text
 from adapters.slack import (
     RESPONSE_URL_TTL,
+    UNAVAILABLE_TEXT,
     SlackAdapter,
     SlackAuthError,
     SlackSendError,
@@ -29,9 +32,10 @@ from adapters.slack import (
 from bots.cli import EX_CONFIG, main
 from bots.settings import load_settings
 from bots.slack import build_slack
-from core.errors import ConfigError
-from core.messages import ChatKey, Reply
+from core.errors import ConfigError, StoreUnavailable
+from core.messages import ChatKey, Incoming, Reply, ReplyKind
 from core.queue.memory_store import MemoryStore
+from core.queue.types import Enqueued
 from tests.fakes.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -291,6 +295,22 @@ async def test_reset_clears_the_channel_context_and_empty_gets_help(
     assert [(m.thread_ts, m.text) for m in fake.messages] == [
         ("5.000001", "Ask me something: mention me with a question")
     ]
+    # The help is for the asker alone; answers and the reset are for the channel.
+    assert [r.ephemeral for r in fake.responses] == [False, False, False, True, False]
+
+
+async def test_help_whose_response_url_expired_is_not_posted_in_the_channel(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    async with slack_rig(fake, store, respond=None) as rig:
+        url = fake.response_url()
+        fake.expire(url)
+        late_help = Reply(
+            C1, "Ask me something", "t-help", reply_to=url, kind=ReplyKind.HELP,
+            received_at=time.time(),
+        )  # fmt: skip
+        await rig.adapter.send([late_help])
+    assert fake.messages == [] and fake.responses == []
 
 
 async def test_long_questions_are_cut_with_a_note(fake: FakeSlack, store: MemoryStore) -> None:
@@ -317,6 +337,65 @@ async def test_a_sender_over_the_rate_is_told_privately(fake: FakeSlack) -> None
         "text": "You're asking faster than I can answer; please wait a minute.",
         "response_type": "ephemeral",
     }
+
+
+class SlowStore(MemoryStore):
+    """A store slow to answer an enqueue: after `delay` s it has written the message
+    (`fail` False) or fails without writing it (`fail` True)."""
+
+    delay = 0.6
+    fail = False
+
+    async def enqueue(self, message: Incoming) -> Enqueued:
+        if self.fail:
+            await asyncio.sleep(self.delay)
+            raise StoreUnavailable("timed out")
+        result = await super().enqueue(message)
+        await asyncio.sleep(self.delay)  # written; the answer is slow to come back
+        return result
+
+
+async def test_a_slow_store_is_acked_in_time_without_a_false_apology(
+    fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters.slack, "ENQUEUE_TIMEOUT", 0.2)
+    async with slack_rig(fake, SlowStore()) as rig:
+        url = fake.response_url()
+        started = time.monotonic()
+        ack = await rig.caller.command(command_payload("are you slow?", url))
+        assert time.monotonic() - started < 0.5  # within the ack's budget, not the store's
+        assert ack == (200, "")  # queued after all: no "can't take questions"
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+        await asyncio.sleep(0.3)
+    assert fake.posted_to(url) == ["> <@U1>: are you slow?\necho are you slow? (turns 1)"]
+
+
+async def test_a_store_failing_after_the_ack_apologises_to_the_asker_alone(
+    fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters.slack, "ENQUEUE_TIMEOUT", 0.2)
+    store = SlowStore()
+    store.fail = True
+    async with slack_rig(fake, store) as rig:
+        url = fake.response_url()
+        ack = await rig.caller.command(command_payload("anyone there?", url))
+        assert ack == (200, "")  # nothing known yet: nothing said yet
+        await fake.wait_for(lambda: bool(fake.posted_to(url)))
+        store.fail = False
+        assert (await rig.caller.command(command_payload("fast now", url)))[0] == 200
+        await fake.wait_for(lambda: len(fake.posted_to(url)) == 2)
+    apology, answer = fake.responses
+    assert apology.text == UNAVAILABLE_TEXT and apology.ephemeral
+    assert answer.text == "> <@U1>: fast now\necho fast now (turns 1)"
+
+
+async def test_a_store_failing_at_once_is_told_in_the_ack(fake: FakeSlack) -> None:
+    store = SlowStore()
+    store.fail, store.delay = True, 0.0
+    async with slack_rig(fake, store, respond=None) as rig:
+        status, text = await rig.caller.command(command_payload("hello?", fake.response_url()))
+    assert status == 200
+    assert json.loads(text) == {"text": UNAVAILABLE_TEXT, "response_type": "ephemeral"}
 
 
 async def test_socket_mode_receives_commands_and_mentions(
@@ -524,6 +603,46 @@ async def test_an_expired_response_url_falls_back_to_the_channel(
     assert all(len(m.text) <= 3000 for m in c7)
 
 
+def long_answer(contexts: Sequence[Sequence[str]]) -> list[str]:
+    """Answers longer than one Slack message: four parts."""
+    return [" ".join(f"{c[-1]}-{n}" for n in range(1200)) for c in contexts]
+
+
+async def test_a_429_halfway_through_a_long_answer_does_not_repeat_its_first_part(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    fake.rate_limit("C1", seconds=1, after=1)  # the second part is refused
+    async with slack_rig(fake, store, long_answer) as rig:
+        callback = mention_callback(f"<@{BOT_USER}> tell", event_id="Ev1", ts="7.000001")
+        assert (await rig.caller.event(callback))[0] == 200
+        await fake.wait_for(lambda: len(fake.messages) == 4, timeout=10)
+        await asyncio.sleep(0.3)
+        sent = rig.adapter.sender.stats
+        assert (sent.sent, sent.retried) == (1, 1)
+    parts = split_text(long_answer([["tell"]])[0], 3000)
+    assert [m.text for m in fake.messages] == parts  # each part once, in order
+    statuses = [status for what, status, _ in fake.calls if what == "chat.postMessage"]
+    assert statuses == [200, 429] + [200] * (len(parts) - 1)
+
+
+async def test_a_429_halfway_through_a_long_command_answer_does_not_repeat_a_part(
+    fake: FakeSlack, store: MemoryStore
+) -> None:
+    answer = long_answer([["tell"]])[0]
+    parts = split_text(f"> <@U1>: tell\n{answer}", 3000)
+    assert len(parts) <= 5  # the uses of a response_url
+    async with slack_rig(fake, store, long_answer) as rig:
+        url = fake.response_url()
+        fake.rate_limit_url(url, seconds=1, after=1)
+        assert (await rig.caller.command(command_payload("tell", url)))[0] == 200
+        await fake.wait_for(lambda: len(fake.posted_to(url)) == len(parts), timeout=10)
+        await asyncio.sleep(0.3)
+    assert fake.posted_to(url) == parts  # each part once, in order
+    statuses = [s for what, s, _ in fake.calls if what == "response_url"]
+    assert statuses == [200, 429] + [200] * (len(parts) - 1)
+    assert fake.messages == []  # all through the response_url
+
+
 async def test_send_errors_are_classified(fake: FakeSlack, store: MemoryStore) -> None:
     async with slack_rig(fake, store, respond=None) as rig:
 
@@ -561,10 +680,81 @@ async def test_tokens_and_secrets_never_reach_the_logs(
     async with slack_rig(fake, MemoryStore(), mode="socket", signing_secret=""):
         pass
     logged = caplog.text
-    assert "chat.postMessage" in logged and "apps.connections.open" in logged  # DEBUG is on
+    assert "Socket Mode connected" in logged and "rejected" in logged
+    # Even at DEBUG, slack_bolt and slack_sdk say nothing below WARNING: their requests'
+    # bodies and URLs stay out of the logs.
+    libraries = [r for r in caplog.records if r.name.startswith(("slack_bolt", "slack_sdk"))]
+    assert all(r.levelno >= logging.WARNING for r in libraries)
     for secret in (BOT_TOKEN, APP_TOKEN, SIGNING_SECRET):
         assert secret not in logged
         assert secret[-12:] not in logged
+
+
+class Kept(logging.Handler):
+    """Keeps every record it is handed, formatted with its traceback."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.name}: {self.format(record)}")
+
+
+class FailingStore(MemoryStore):
+    """A store that cannot take questions containing "fail"."""
+
+    async def enqueue(self, message: Incoming) -> Enqueued:
+        if "fail" in message.text:
+            raise StoreUnavailable("connection refused")
+        return await super().enqueue(message)
+
+
+@pytest.mark.parametrize("level_when_built", [logging.DEBUG, logging.INFO, logging.WARNING])
+async def test_no_message_text_or_response_url_reaches_the_logs_at_info(
+    fake: FakeSlack, level_when_built: int
+) -> None:
+    # slack_bolt sets its loggers' levels from the root logger's when the app is built:
+    # whatever that was, nothing of a request may be logged at INFO afterwards.
+    root = logging.getLogger()
+    saved = root.level
+    kept = Kept(logging.INFO)
+    texts = ["forged-words-4411", "stale-words-5522", "genuine-words-6633", "mention-words-7744"]
+    urls = [fake.response_url() for _ in range(4)]
+    unreachable = f"http://127.0.0.1:{closed_port()}/hooks/T1/B1/private-hook-8855"
+    try:
+        root.setLevel(level_when_built)
+        async with slack_rig(fake, FailingStore()) as rig:
+            root.setLevel(logging.INFO)
+            root.addHandler(kept)
+            caller = rig.caller
+            forged, stale, genuine, failing = (
+                command_payload(text, url) for text, url in zip(texts, urls, strict=True)
+            )
+            assert (await caller.command(forged, secret="wrong"))[0] == 401
+            assert (await caller.command(stale, timestamp=int(time.time()) - 400))[0] == 401
+            assert (await caller.command(genuine))[0] == 200
+            await fake.wait_for(lambda: bool(fake.posted_to(urls[2])))
+            failing["text"] = "fail " + failing["text"]
+            assert (await caller.command(failing))[0] == 200  # sorry, told in the ack
+            mention = mention_callback(f"<@{BOT_USER}> {texts[3]} fail", event_id="Ev1")
+            assert (await caller.event(mention))[0] == 500  # Slack will retry it
+            # A request bolt itself refuses (its own signature check).
+            body = urllib.parse.urlencode(forged)
+            request = AsyncBoltRequest(body=body, headers=signed_headers(body, secret="wrong"))
+            assert (await rig.adapter.app.async_dispatch(request)).status == 401
+            # A response_url that cannot be reached.
+            reply = Reply(C1, "an answer", "t9", reply_to=unreachable, received_at=time.time())
+            with pytest.raises(SlackSendError):
+                await rig.adapter.send([reply])
+    finally:
+        root.removeHandler(kept)
+        root.setLevel(saved)
+    logged = "\n".join(kept.lines)
+    assert "rejected" in logged  # the adapter's own lines are there
+    for secret in (*texts, *urls, unreachable, "private-hook-8855", BOT_TOKEN, SIGNING_SECRET):
+        assert secret not in logged, secret
+    assert logging.getLogger("parley").level == logging.NOTSET  # bolt leaves ours alone
 
 
 @pytest.mark.parametrize("module", ["adapters.slack", "bots.slack"])

@@ -72,3 +72,36 @@ def test_setup_logging_writes_json_when_not_on_a_terminal(
         root.setLevel(saved[1])
     lines = capsys.readouterr().err.splitlines()
     assert [json.loads(line)["message"] for line in lines] == ["token is ***"]
+
+
+@pytest.mark.parametrize("logging_first", [True, False])
+def test_slack_libraries_log_nothing_below_warning_whichever_comes_first(
+    capsys: pytest.CaptureFixture[str], logging_first: bool
+) -> None:
+    from adapters.slack import SlackAdapter
+    from core.queue.memory_store import MemoryStore
+
+    settings = load_settings(log_level="INFO")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        root.setLevel(logging.DEBUG)  # slack_bolt copies the root's level when built
+        if logging_first:
+            setup_logging(settings, json_lines=True)
+        adapter = SlackAdapter(MemoryStore(), bot_token="xoxb-1", signing_secret="s3cr3t-1")
+        if not logging_first:
+            setup_logging(settings, json_lines=True)
+        adapter.app.logger.info("request body: text=my+words&response_url=https://hooks.x/1")
+        logging.getLogger("slack_sdk.webhook.async_client").info("POST https://hooks.x/2")
+        logging.getLogger("parley.slack").info("parley's own line")
+        library = [
+            logging.getLogger(name)
+            for name in list(logging.root.manager.loggerDict)
+            if name.startswith(("slack_bolt", "slack_sdk"))
+        ]
+        assert library and not any(logger.isEnabledFor(logging.INFO) for logger in library)
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+    lines = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines()]
+    assert lines == ["parley's own line"]

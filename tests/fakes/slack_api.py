@@ -2,8 +2,10 @@
 
 `FakeSlack` speaks the Web API's JSON for the methods parley uses (auth.test,
 chat.postMessage, apps.connections.open), serves slash commands' response_urls and a Socket
-Mode websocket, and records what it was sent. Tests steer it: a 429 for a channel, a channel
-error, an expired response_url. `SlackCaller` posts slash commands (form-encoded) and event
+Mode websocket, and records what it was sent. Tests steer it: a 429 for a channel or a
+response_url (now, or after some accepted posts), a channel error, an expired response_url.
+A response_url message is ephemeral (shown to the asker alone) unless its `response_type` is
+`in_channel`, as on Slack. `SlackCaller` posts slash commands (form-encoded) and event
 callbacks (JSON) to the adapter, signed like Slack (`v0:{timestamp}:{body}`, HMAC-SHA256).
 `SlackRig` runs an adapter against both, with an in-process worker.
 """
@@ -60,11 +62,24 @@ class Responded:
     def text(self) -> str:
         return str(self.body.get("text", ""))
 
+    @property
+    def ephemeral(self) -> bool:
+        """Shown to the asker alone: Slack's default, unless `response_type` is in_channel."""
+        return self.body.get("response_type", "ephemeral") != "in_channel"
+
 
 @dataclass
 class _ResponseUrl:
     created: float
     uses: int = 0
+
+
+@dataclass
+class _Limit:
+    """A 429 (Retry-After: `seconds`) for the request after `after` accepted ones."""
+
+    seconds: float
+    after: int = 0
 
 
 @dataclass
@@ -80,7 +95,8 @@ class FakeSlack:
     url: str = ""
     refuse_connections: bool = False  # apps.connections.open says invalid_auth
     _auth_failures: list[int] = field(default_factory=list)
-    _rate_limits: dict[str, list[float]] = field(default_factory=dict)
+    _rate_limits: dict[str, list[_Limit]] = field(default_factory=dict)
+    _url_limits: dict[str, list[_Limit]] = field(default_factory=dict)
     _channel_errors: dict[str, str] = field(default_factory=dict)
     _server_errors: int = 0
     _urls: dict[str, _ResponseUrl] = field(default_factory=dict)
@@ -121,9 +137,15 @@ class FakeSlack:
         """Age `url` past Slack's 30 minutes."""
         self._urls[url].created -= RESPONSE_URL_TTL + 1
 
-    def rate_limit(self, channel: str, seconds: float, times: int = 1) -> None:
-        """Answer the next `times` posts to `channel` with 429 and Retry-After: `seconds`."""
-        self._rate_limits.setdefault(channel, []).extend([seconds] * times)
+    def rate_limit(self, channel: str, seconds: float, times: int = 1, after: int = 0) -> None:
+        """Answer `times` posts to `channel` with 429 and Retry-After: `seconds`, once
+        `after` more posts were accepted."""
+        limits = [_Limit(seconds, after)] + [_Limit(seconds) for _ in range(times - 1)]
+        self._rate_limits.setdefault(channel, []).extend(limits)
+
+    def rate_limit_url(self, url: str, seconds: float, after: int = 0) -> None:
+        """Answer a post to the response_url `url` with 429 once `after` more were accepted."""
+        self._url_limits.setdefault(url, []).append(_Limit(seconds, after))
 
     def fail_channel(self, channel: str, error: str) -> None:
         """Answer posts to `channel` with ok:false and `error` (e.g. channel_not_found)."""
@@ -202,8 +224,7 @@ class FakeSlack:
             self._server_errors -= 1
             await self._changed_now("chat.postMessage", 500)
             return web.Response(status=500, text="internal error")
-        if self._rate_limits.get(channel):
-            seconds = self._rate_limits[channel].pop(0)
+        if seconds := _limited(self._rate_limits.get(channel)):
             await self._changed_now("chat.postMessage", 429)
             return web.json_response(
                 {"ok": False, "error": "ratelimited"},
@@ -238,6 +259,11 @@ class FakeSlack:
         if known.uses >= RESPONSE_URL_USES:
             await self._changed_now("response_url", 404)
             return web.Response(status=404, text="used_url")
+        if seconds := _limited(self._url_limits.get(url)):
+            await self._changed_now("response_url", 429)
+            return web.Response(
+                status=429, text="rate_limited", headers={"Retry-After": f"{seconds:g}"}
+            )
         known.uses += 1
         self.responses.append(Responded(url, await request.json(), time.time()))
         await self._changed_now("response_url", 200)
@@ -255,6 +281,16 @@ class FakeSlack:
                 self.socket_acks.append(json.loads(msg.data))
                 await self._changed_now("socket ack", 200)
         return ws
+
+
+def _limited(limits: list[_Limit] | None) -> float:
+    """The Retry-After to answer this request with, or 0 to accept it."""
+    if not limits:
+        return 0.0
+    if limits[0].after > 0:
+        limits[0].after -= 1
+        return 0.0
+    return limits.pop(0).seconds
 
 
 # -- Slack calling the adapter ------------------------------------------------------------------
