@@ -5,7 +5,8 @@ bot user), replies to its own messages and `/ask question`; other chatter is ign
 private chat it answers everything. `/start`, `/help` and `/reset` are handled here. Each
 chat is one context; replies quote the message they answer, so a busy group sees who is
 answered, and a group that has fallen behind Telegram's flood limit gets several answers
-in one message.
+in one message. Sends are paced by Telegram's limits, with a margin (`limits_for`): about a
+message a second to one person, 20 a minute to one group, 30 a second overall.
 
 python-telegram-bot is used as a plain Bot API client (no `Application`): the adapter
 owns the polling loop, and egress goes through the shared `Sender`, which keeps order,
@@ -52,6 +53,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ("message",)
 COMMAND = re.compile(r"/(\w+)(?:@(\w+))?(?:\s+|$)(.*)", re.DOTALL)
 TOKEN_REFUSED = "Telegram refused the bot token; check it with @BotFather"
+PRIVATE_RATE = (1, 1.0)  # messages per seconds to one person: about one a second
+# Telegram's limits are approximate, and its clock is not ours: windows are stretched and
+# the overall rate is cut by this factor, so that no send is a limit's last plus one.
+PACING_MARGIN = 1.1
 
 GROUP_HELP = (
     "I'm a chat bot with my own small language model. Mention me (@{username} how are "
@@ -105,13 +110,15 @@ class TelegramAdapter(Adapter):
         max_chars: int = 1000,
         poll_timeout: int = 25,
     ) -> None:
-        # Telegram's limits are per group; the store's are per adapter, so private chats
-        # get the group limit too, which a person typing never reaches.
+        # Groups' limits are the stricter: what a Sender that does not ask per chat uses.
+        self.group_limits = SendLimits(per_chat=group_rate, window=rate_window * PACING_MARGIN)
+        count, seconds = PRIVATE_RATE
+        self.private_limits = SendLimits(per_chat=count, window=seconds * PACING_MARGIN)
         super().__init__(
             store,
-            limits=SendLimits(per_chat=group_rate, window=rate_window),
+            limits=self.group_limits,
             max_chars=max_chars,
-            global_rate=global_rate,
+            global_rate=global_rate / PACING_MARGIN,
         )
         if mode == "webhook" and not (webhook_url and webhook_secret):
             raise ConfigError("webhook mode needs a webhook URL and a secret")
@@ -190,6 +197,10 @@ class TelegramAdapter(Adapter):
 
     def wait_hint(self, exc: BaseException) -> float:
         return _seconds(exc) if isinstance(exc, tg.RetryAfter) else 0.0
+
+    def limits_for(self, chat: ChatKey) -> SendLimits:
+        """A private chat's (a person's id is positive) or a group's sending limits."""
+        return self.group_limits if chat.chat.startswith("-") else self.private_limits
 
     def add_routes(self, app: web.Application) -> None:
         """The webhook receiver (webhook mode only)."""

@@ -4,9 +4,11 @@ Point python-telegram-bot at it with `Bot(token, base_url=fake.base_url)` (or pa
 `api_url=fake.api_url`). Tests inject updates (`add_update`, or `message` to build one the
 way Telegram would, entities included), read what the bot sent (`sent`), make the next
 calls of a method fail (`fail_next`), and deliver updates to a registered webhook
-(`post_webhook`). sendMessage enforces a per-group flood limit like Telegram's: more than
-`group_limit` messages to one group within `group_window` seconds get a 429 with
-`retry_after`.
+(`post_webhook`). sendMessage enforces Telegram's documented flood limits, each over a
+sliding window: `global_limit` messages a second overall (30), `private_limit` a second to
+one private chat (1; positive ids) and `group_limit` per `group_window` seconds to one group
+(20 a minute; negative ids). A message over a limit gets a 429 with `retry_after`, counted
+in `throttled`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class FakeTelegram:
         bot_id: int = 7000001,
         group_limit: int = 20,
         group_window: float = 60.0,
+        private_limit: int = 1,
+        private_window: float = 1.0,
+        global_limit: int = 30,
+        global_window: float = 1.0,
     ) -> None:
         self.token = token
         self.bot_user: JSON = {
@@ -76,6 +82,10 @@ class FakeTelegram:
         }
         self.group_limit = group_limit
         self.group_window = group_window
+        self.private_limit = private_limit
+        self.private_window = private_window
+        self.global_limit = global_limit
+        self.global_window = global_window
         self.sent: list[Sent] = []
         self.calls: list[str] = []  # methods called, in order
         self.requests: list[str] = []  # request paths, as the bot sent them
@@ -85,7 +95,8 @@ class FakeTelegram:
         self._next_update = 1000
         self._next_message: dict[int, int] = defaultdict(lambda: 100)
         self._chats: dict[int, JSON] = {}
-        self._group_sends: dict[int, deque[float]] = defaultdict(deque)
+        self._chat_sends: dict[int, deque[float]] = defaultdict(deque)
+        self._all_sends: deque[float] = deque()
         self._failures: dict[str, deque[Failure]] = defaultdict(deque)
         self._new_update = asyncio.Event()
         self._sent_event = asyncio.Event()
@@ -300,16 +311,24 @@ class FakeTelegram:
             return _error(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             return _error(400, "Bad Request: message is too long")
-        if chat_id < 0:
-            now = time.monotonic()
-            recent = self._group_sends[chat_id]
-            while recent and recent[0] <= now - self.group_window:
+        now = time.monotonic()
+        limit, window = (
+            (self.group_limit, self.group_window)
+            if chat_id < 0
+            else (self.private_limit, self.private_window)
+        )
+        for recent, most, span in (
+            (self._all_sends, self.global_limit, self.global_window),
+            (self._chat_sends[chat_id], limit, window),
+        ):
+            while recent and recent[0] <= now - span:
                 recent.popleft()
-            if len(recent) >= self.group_limit:
+            if len(recent) >= most:
                 self.throttled += 1
-                wait = max(math.ceil(recent[0] + self.group_window - now), 1)
+                wait = max(math.ceil(recent[0] + span - now), 1)
                 return _error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
-            recent.append(now)
+        self._all_sends.append(now)
+        self._chat_sends[chat_id].append(now)
         self._next_message[chat_id] += 1
         message_id = self._next_message[chat_id]
         quoted = (params.get("reply_parameters") or {}).get("message_id")
