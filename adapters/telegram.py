@@ -88,8 +88,8 @@ class TelegramAdapter(Adapter):
     title = "Telegram"
     max_length = 4096
     coalesce = True
-    # Network errors, 5xx (PTB's NetworkError, but not its subclass BadRequest: a 400 is
-    # answered again), and 429 with retry_after.
+    # Network errors and 5xx (PTB's NetworkError; not its subclass BadRequest, since a 400
+    # comes back on every try), and 429 with retry_after.
     unreachable = (tg.NetworkError, tg.RetryAfter)
     poll_backoff = (0.5, 30.0)  # seconds between getUpdates attempts while they fail
     body_timeout = BODY_TIMEOUT  # seconds a webhook's body may take to arrive
