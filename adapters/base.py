@@ -18,10 +18,10 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from adapters.egress import Sender
 from adapters.http import Throttle
 from core import gate, telemetry
 from core.messages import EventKind, Incoming, Reply
+from core.queue.sender import Sender
 from core.queue.types import Enqueued, SendLimits, Store
 
 log = logging.getLogger("parley.adapter")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from adapters.egress import RetryAfter, Undeliverable
 from adapters.slack import (
     RESPONSE_URL_TTL,
     SlackAdapter,
@@ -30,6 +29,7 @@ from bots.settings import load_settings
 from bots.slack import build_slack
 from core.messages import ChatKey, Reply
 from core.queue.memory_store import MemoryStore
+from core.queue.sender import RetryAfter, Undeliverable
 from tests.fakes.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,

@@ -19,7 +19,6 @@ from prometheus_client import REGISTRY
 from telegram import Update
 
 from adapters.base import EMPTY_HELP, RESET_TEXT
-from adapters.egress import split_text
 from adapters.ops import serve
 from adapters.telegram import WEBHOOK_PATH, TelegramAdapter
 from bots.cli import EX_CONFIG, main
@@ -28,6 +27,7 @@ from bots.telegram import build_telegram
 from core.errors import ConfigError
 from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.memory_store import MemoryStore
+from core.queue.sender import split_text
 from core.queue.types import Enqueued, Limits
 from core.queue.worker import Worker
 from tests.fakes.telegram_api import JSON, WEBHOOK_SECRET, FakeTelegram

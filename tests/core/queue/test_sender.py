@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from adapters.egress import (
+from core.messages import ChatKey, Incoming, Reply
+from core.queue.memory_store import MemoryStore
+from core.queue.sender import (
     RetryAfter,
     Sender,
     Undeliverable,
@@ -16,8 +18,6 @@ from adapters.egress import (
     plan,
     split_text,
 )
-from core.messages import ChatKey, Incoming, Reply
-from core.queue.memory_store import MemoryStore
 from core.queue.types import Limits, Pending, SendLimits
 
 GROUP = ChatKey("test", "group")
