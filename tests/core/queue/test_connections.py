@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import redis
 
+from core.errors import StoreAuthError
 from core.messages import ChatKey, Incoming
 from core.queue.redis_store import RedisStore
 from core.queue.worker import Worker
@@ -115,11 +115,11 @@ async def test_password_and_tls(tmp_path: Path) -> None:
         await roundtrip(store)
         await store.close()
         wrong = RedisStore.from_url(f"rediss://:nope@127.0.0.1:{port}/0?ssl_ca_certs={certs['ca']}")
-        with pytest.raises(redis.AuthenticationError):
+        with pytest.raises(StoreAuthError):
             await wrong.enqueue(Incoming(ChatKey("web", "x"), "a", "b", "c"))
         # a worker stops at once on a wrong password instead of retrying forever
         worker = Worker(wrong, lambda cs: ["ok" for _ in cs])
-        with pytest.raises(redis.AuthenticationError):
+        with pytest.raises(StoreAuthError):
             await asyncio.wait_for(worker.run(asyncio.Event()), 10)
         await wrong.close()
     finally:

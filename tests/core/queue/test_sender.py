@@ -18,7 +18,7 @@ from core.queue.sender import (
     plan,
     split_text,
 )
-from core.queue.types import Limits, Pending, SendLimits
+from core.queue.types import Limits, Pending, SendLimits, Store
 
 GROUP = ChatKey("test", "group")
 OTHER = ChatKey("test", "other")
@@ -80,7 +80,7 @@ def test_split_text_keeps_every_word_within_the_limit(limit: int) -> None:
     assert split_text("short", limit) == ["short"]
 
 
-async def answered(store: MemoryStore, chat: ChatKey, count: int) -> None:
+async def answered(store: Store, chat: ChatKey, count: int) -> None:
     for n in range(count):
         await store.enqueue(Incoming(chat, f"u{n}", f"q{n}", f"m{n}"))
         (claim,) = await store.claim(1)
@@ -146,3 +146,183 @@ async def test_run_serves_replies_as_they_arrive_and_stops() -> None:
     sent = [i for _, ids in outlet.sent for i in ids]
     assert sent == [f"m{n}" for n in range(8)]  # all, once, in order
     assert len(outlet.sent) < 8  # the backlog went out coalesced
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):  # type: ignore[no-untyped-def]
+    if request.param == "redis":
+        return request.getfixturevalue("redis_store")
+    return MemoryStore()
+
+
+def no_rate_limit(store):  # type: ignore[no-untyped-def]
+    store.limits = Limits(sender_rate=0)
+    return store
+
+
+class SlowOutlet(Outlet):
+    """A platform that takes `delay` seconds to accept each message."""
+
+    def __init__(self, limits: SendLimits, delay: float) -> None:
+        super().__init__(limits)
+        self.delay = delay
+
+    async def send(self, replies: Sequence[Reply]) -> None:
+        await asyncio.sleep(self.delay)
+        await super().send(replies)
+
+
+async def test_a_send_slower_than_the_lease_keeps_the_chat_and_goes_out_once(store) -> None:  # type: ignore[no-untyped-def]
+    no_rate_limit(store)
+    outlet = SlowOutlet(SendLimits(lease=0.3), delay=0.8)
+    await answered(store, GROUP, 1)
+    first, second = Sender(store, outlet), Sender(store, outlet)
+    serving = asyncio.create_task(first.drain())
+    await asyncio.sleep(0.5)  # past the lease: the first sender is still sending
+    await second.drain()
+    await serving
+    assert outlet.sent == [(GROUP, ["m0"])]
+
+
+class DyingOutlet(Outlet):
+    """A platform that accepts messages until the `dies_after`th, after which the process
+    is killed before it hears back: that send went out, and nothing after it happens."""
+
+    def __init__(self, limits: SendLimits, dies_after: int) -> None:
+        super().__init__(limits)
+        self.dies_after = dies_after
+
+    async def send(self, replies: Sequence[Reply]) -> None:
+        await super().send(replies)
+        if len(self.sent) >= self.dies_after:
+            await asyncio.Event().wait()  # killed
+
+
+async def kill(sender: Sender, task: asyncio.Task[None]) -> None:
+    """Stop everything `sender` does, as SIGKILL would: nothing runs after this."""
+    for t in [task, *sender._tasks]:
+        t.cancel()
+    await asyncio.gather(task, *sender._tasks, return_exceptions=True)
+
+
+async def test_a_restarted_sender_resends_only_the_send_in_flight_and_at_once(store) -> None:  # type: ignore[no-untyped-def]
+    no_rate_limit(store)
+    await answered(store, GROUP, 4)
+    dying = DyingOutlet(SendLimits(lease=30), dies_after=2)
+    first = Sender(store, dying)
+    task = asyncio.create_task(first.run(asyncio.Event()))
+    async with asyncio.timeout(5):
+        while len(dying.sent) < 2:
+            await asyncio.sleep(0.01)
+    await kill(first, task)
+    assert dying.sent == [(GROUP, ["m0"]), (GROUP, ["m1"])]
+    # The same adapter starts again on this host: it takes its chats back at once.
+    outlet = Outlet(SendLimits(lease=30))
+    restarted = Sender(store, outlet)
+    stop = asyncio.Event()
+    task = asyncio.create_task(restarted.run(stop))
+    try:
+        async with asyncio.timeout(3):  # not the 30 s lease
+            while len(outlet.sent) < 3:
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+    # m1 went out just before the kill, unrecorded: the one reply sent twice.
+    assert outlet.sent == [(GROUP, ["m1"]), (GROUP, ["m2"]), (GROUP, ["m3"])]
+
+
+async def test_stopping_an_idle_sender_does_not_wait_for_its_timeout() -> None:
+    sender = Sender(MemoryStore(), Outlet(SendLimits()), idle_timeout=60)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert time.monotonic() - started < 1
+
+
+class TimedOutlet(Outlet):
+    """Records when each message went out; the `stall_at`th send blocks the whole process
+    for a moment, so every task waiting on the event loop wakes up late."""
+
+    def __init__(self, limits: SendLimits, stall_at: int) -> None:
+        super().__init__(limits)
+        self.times: list[float] = []
+        self.stall_at = stall_at
+
+    async def send(self, replies: Sequence[Reply]) -> None:
+        self.times.append(time.monotonic())
+        await super().send(replies)
+        if len(self.times) == self.stall_at:
+            time.sleep(0.4)  # a garbage collection, a busy CPU
+
+
+async def test_the_global_pace_never_bursts_to_catch_up_after_a_late_wake_up() -> None:
+    store = MemoryStore(Limits(sender_rate=0))
+    outlet = TimedOutlet(SendLimits(), stall_at=2)
+    for c in range(8):
+        await answered(store, ChatKey("test", f"c{c}"), 1)
+    sender = Sender(store, outlet, global_rate=20)
+    await sender.drain()
+    assert len(outlet.times) == 8
+    gaps = [b - a for a, b in zip(outlet.times, outlet.times[1:], strict=False)]
+    assert min(gaps) >= 1 / 20  # with the margin, never closer than the platform's rate
+
+
+class PerChatOutlet(Outlet):
+    """Private chats take one message per window; groups have the outlet's limits."""
+
+    def limits_for(self, chat: ChatKey) -> SendLimits:
+        if chat.chat.startswith("private"):
+            return SendLimits(per_chat=1, window=60)
+        return self.limits
+
+
+async def test_each_chat_gets_the_rate_its_kind_allows() -> None:
+    store = MemoryStore(Limits(sender_rate=0))
+    outlet = PerChatOutlet(SendLimits(per_chat=10, window=60))
+    outlet.coalesce = False
+    private, group = ChatKey("test", "private1"), ChatKey("test", "group1")
+    await answered(store, private, 3)
+    await answered(store, group, 3)
+    await Sender(store, outlet).drain()
+    assert sorted(outlet.sent) == [
+        (group, ["m0"]),
+        (group, ["m1"]),
+        (group, ["m2"]),
+        (private, ["m0"]),
+    ]
+
+
+async def test_a_sender_waits_out_a_redis_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.queue.redis_store import RedisStore
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "r", appendonly=True).start()
+    store = RedisStore.from_url(server.url, Limits(sender_rate=0))
+    outlet = Outlet(SendLimits(lease=5))
+    sender = Sender(store, outlet, idle_timeout=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        await answered(store, GROUP, 1)
+        async with asyncio.timeout(5):
+            while not outlet.sent:
+                await asyncio.sleep(0.02)
+        server.stop()
+        await asyncio.sleep(1.5)
+        assert not task.done()  # waiting, not dead
+        server.start()
+        await answered(store, OTHER, 1)
+        async with asyncio.timeout(15):
+            while len(outlet.sent) < 2:
+                assert not task.done()
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+        server.stop()
+    assert outlet.sent == [(GROUP, ["m0"]), (OTHER, ["m0"])]

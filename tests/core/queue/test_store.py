@@ -371,3 +371,84 @@ async def test_the_memory_store_forgets_the_least_recently_used_quiet_chats() ->
     assert (await store.history(ChatKey("web", "room0"))).last == 0  # forgotten
     [claim] = await store.claim(10)
     assert claim.message == busy  # a chat with a queued message is never forgotten
+
+
+async def test_a_stale_sender_changes_nothing_in_a_chat_another_sender_holds(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 2)
+    (stale,) = await store.claim_replies("telegram", 10, 10, SEND)
+    await asyncio.sleep(0.35)  # the first sender stalled past its lease
+    (taken,) = await store.claim_replies("telegram", 10, 10, SEND)
+    assert taken.replies == stale.replies
+    # The stalled sender wakes up and records what it sent: the chat is not its own any more.
+    await store.finish_replies(A, [r.in_reply_to for r in stale.replies], 2, SEND)
+    assert [r.text for r in await store.replies(A)] == ["re question 0", "re question 1"]
+    assert await store.claim_replies("telegram", 10, 10, SEND) == []  # still the second's
+
+
+async def test_a_sender_over_the_rate_is_told_once_per_window(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, sender_rate=2, rate_window=0.4)
+    got = [await store.enqueue(msg(A, n, sender="flood")) for n in range(5)]
+    assert got == [Enqueued.QUEUED] * 2 + [Enqueued.RATE_LIMITED] * 3
+    assert await store.enqueue(msg(A, 9, sender="calm")) == Enqueued.QUEUED
+    told = await store.replies(A)
+    assert [(r.in_reply_to, r.asker) for r in told] == [("-100-2", "flood")]  # once, not 3 times
+    await asyncio.sleep(0.45)  # a new window
+    got = [await store.enqueue(msg(A, n, sender="flood")) for n in range(10, 14)]
+    assert got == [Enqueued.QUEUED] * 2 + [Enqueued.RATE_LIMITED] * 2
+    assert [r.in_reply_to for r in await store.replies(A)] == ["-100-2", "-100-12"]
+
+
+async def test_an_unreachable_redis_raises_store_unavailable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.errors import StoreUnavailable
+    from core.queue.redis_store import RedisStore
+
+    store = RedisStore.from_url(f"unix://{tmp_path}/no-server.sock")
+    calls = [
+        store.enqueue(msg(A, 1)),
+        store.claim(10),
+        store.wait_for_work(0.1),
+        store.context(A),
+        store.claim_replies("telegram", 10, 10, SEND),
+        store.wait_for_replies("telegram", 0.1),
+        store.depth("telegram"),
+        store.history(ROOM),
+        store.append_history(ROOM, "x", 10, 60),
+        store.backlog(A),
+        store.ping(),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailable):
+            await call
+    await store.close()
+
+
+async def test_a_cluster_moving_a_slot_is_an_outage_not_a_crash(redis_store) -> None:  # type: ignore[no-untyped-def]
+    import redis.exceptions
+
+    from core.errors import StoreUnavailable
+
+    async def moved(*args: object, **kwargs: object) -> None:
+        raise redis.exceptions.MovedError("3999 127.0.0.1:6381")
+
+    redis_store._scripts["CLAIM"] = moved
+    await redis_store.enqueue(msg(A, 1))
+    with pytest.raises(StoreUnavailable):
+        await redis_store.claim(10)
+
+
+async def test_the_memory_store_forgets_what_redis_would_let_expire() -> None:
+    limits = Limits(sender_rate=5, rate_window=0.2, dedup_window=0.2, context_ttl=0.2)
+    store = MemoryStore(limits, sweep_every=0.1)
+    send = SendLimits(per_chat=3, window=0.2, lease=5)
+    for c in range(50):
+        chat = ChatKey("web", f"room{c}")
+        await answered(store, chat, 2)
+        (pending,) = await store.claim_replies("web", 1, 10, send)
+        await store.finish_replies(chat, [r.in_reply_to for r in pending.replies], 2, send)
+        assert await store.context(chat)
+    await store.context(ChatKey("web", "never"))  # reading creates nothing
+    assert len(store._chats) == 50
+    await asyncio.sleep(0.3)  # contexts, rate counters, seen ids and send times expired
+    await store.enqueue(msg(B, 1))  # the next call sweeps
+    assert list(store._chats) == [B]
+    assert await store.depth("web") == (1, 0)
