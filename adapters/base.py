@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from adapters.http import Throttle
 from core import gate, telemetry
-from core.messages import EventKind, Incoming, Reply
+from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.sender import Sender
 from core.queue.types import Enqueued, SendLimits, Store
 
@@ -146,6 +146,11 @@ class Adapter(abc.ABC):
         return result
 
     # -- egress -------------------------------------------------------------------------------
+
+    def limits_for(self, chat: ChatKey) -> SendLimits:
+        """The limits of sending to `chat`; a platform whose chats differ (private chats and
+        groups) overrides this."""
+        return self.limits
 
     @abc.abstractmethod
     async def send(self, replies: Sequence[Reply]) -> None:

@@ -36,8 +36,8 @@ from adapters.base import Adapter
 from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
 from core import gate
 from core.errors import ConfigError, ParleyError
+from core.errors import StoreUnavailable as STORE_DOWN
 from core.messages import ChatKey, Incoming, Reply
-from core.queue.outage import STORE_DOWN
 from core.queue.sender import RetryAfter, Undeliverable, body, coalesced_text, split_text
 from core.queue.types import SendLimits, Store
 

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         "127.0.0.1", description="address the HTTP servers (webhooks, /healthz, /metrics) bind"
     )
     worker_port: int = Field(0, ge=0, le=65535, description="worker /healthz, /metrics; 0 = off")
+    instance: str = Field(
+        "",
+        pattern=r"^[\w.-]*$",
+        description="tells apart processes of one platform on one host (their send leases)",
+    )
 
     # Telegram
     telegram_token: SecretStr | None = Field(None, description="from @BotFather")

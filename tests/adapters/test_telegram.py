@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.exceptions
 from aiohttp import web
 from prometheus_client import REGISTRY
 from telegram import Update
@@ -24,7 +23,7 @@ from adapters.telegram import WEBHOOK_PATH, TelegramAdapter
 from bots.cli import EX_CONFIG, main
 from bots.settings import load_settings
 from bots.telegram import build_telegram
-from core.errors import ConfigError
+from core.errors import ConfigError, StoreUnavailable
 from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.memory_store import MemoryStore
 from core.queue.sender import split_text
@@ -358,7 +357,7 @@ class FlakyStore(MemoryStore):
 
     async def enqueue(self, message: Incoming) -> Enqueued:
         if self.down:
-            raise redis.exceptions.ConnectionError("Connection refused")
+            raise StoreUnavailable("Connection refused")
         return await super().enqueue(message)
 
 

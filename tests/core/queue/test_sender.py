@@ -34,6 +34,9 @@ class Outlet:
         self.sent: list[tuple[ChatKey, list[str]]] = []
         self.failures: dict[ChatKey, list[Exception]] = {}
 
+    def limits_for(self, chat: ChatKey) -> SendLimits:
+        return self.limits
+
     async def send(self, replies: Sequence[Reply]) -> None:
         chat = replies[0].chat
         if self.failures.get(chat):
@@ -45,16 +48,21 @@ def reply(n: int, chat: ChatKey = GROUP) -> Reply:
     return Reply(chat, f"answer {n}", f"m{n}", asker="u", asker_name=f"user{n}")
 
 
+def sent_before(count: int) -> tuple[float, ...]:
+    """The times of `count` sends a moment ago."""
+    return (time.time() - 1,) * count
+
+
 def test_plan_sends_one_message_per_reply_while_the_window_has_room() -> None:
     outlet = Outlet(SendLimits(per_chat=5))
     replies = tuple(reply(n) for n in range(3))
-    assert plan(Pending(GROUP, replies, recent_sends=2), outlet) == [(r,) for r in replies]
+    assert plan(Pending(GROUP, replies, sent_at=sent_before(2)), outlet) == [(r,) for r in replies]
 
 
 def test_plan_coalesces_in_order_when_a_chat_falls_behind() -> None:
     outlet = Outlet(SendLimits(per_chat=5))
     replies = tuple(reply(n) for n in range(10))
-    groups = plan(Pending(GROUP, replies, recent_sends=3), outlet)
+    groups = plan(Pending(GROUP, replies, sent_at=sent_before(3)), outlet)
     assert 1 <= len(groups) <= 2
     assert all(len(coalesced_text(g)) <= outlet.max_length for g in groups)
     flat = [r for g in groups for r in g]
@@ -65,8 +73,20 @@ def test_plan_coalesces_in_order_when_a_chat_falls_behind() -> None:
 def test_plan_without_coalescing_sends_what_the_window_allows() -> None:
     outlet = Outlet(SendLimits(per_chat=5))
     outlet.coalesce = False
-    groups = plan(Pending(GROUP, tuple(reply(n) for n in range(10)), recent_sends=3), outlet)
+    groups = plan(
+        Pending(GROUP, tuple(reply(n) for n in range(10)), sent_at=sent_before(3)), outlet
+    )
     assert [g[0].in_reply_to for g in groups] == ["m0", "m1"]
+
+
+def test_plan_counts_only_the_sends_within_the_chats_window() -> None:
+    outlet = Outlet(SendLimits(per_chat=2, window=10))
+    replies = tuple(reply(n) for n in range(3))
+    long_ago = (time.time() - 11,) * 2
+    assert len(plan(Pending(GROUP, replies, sent_at=long_ago), outlet)) == 1  # coalesced
+    outlet.coalesce = False
+    assert len(plan(Pending(GROUP, replies, sent_at=long_ago), outlet)) == 2
+    assert plan(Pending(GROUP, replies, sent_at=sent_before(2)), outlet) == []
 
 
 @pytest.mark.parametrize("limit", [5, 17, 100])
@@ -176,7 +196,7 @@ async def test_a_send_slower_than_the_lease_keeps_the_chat_and_goes_out_once(sto
     no_rate_limit(store)
     outlet = SlowOutlet(SendLimits(lease=0.3), delay=0.8)
     await answered(store, GROUP, 1)
-    first, second = Sender(store, outlet), Sender(store, outlet)
+    first, second = Sender(store, outlet, identity="a"), Sender(store, outlet, identity="b")
     serving = asyncio.create_task(first.drain())
     await asyncio.sleep(0.5)  # past the lease: the first sender is still sending
     await second.drain()
@@ -288,12 +308,8 @@ async def test_each_chat_gets_the_rate_its_kind_allows() -> None:
     await answered(store, private, 3)
     await answered(store, group, 3)
     await Sender(store, outlet).drain()
-    assert sorted(outlet.sent) == [
-        (group, ["m0"]),
-        (group, ["m1"]),
-        (group, ["m2"]),
-        (private, ["m0"]),
-    ]
+    assert [ids for chat, ids in outlet.sent if chat == group] == [["m0"], ["m1"], ["m2"]]
+    assert [ids for chat, ids in outlet.sent if chat == private] == [["m0"]]  # one a window
 
 
 async def test_a_sender_waits_out_a_redis_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
