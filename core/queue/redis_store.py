@@ -76,13 +76,26 @@ def _store_error(exc: Exception) -> StoreError | None:
     """The store error that `exc`, raised by redis-py, stands for; None for what is not the
     backend's (a bug, a value that cannot be encoded), which propagates as it is."""
     code = str(exc).split(" ", 1)[0] if isinstance(exc, rex.ResponseError) else ""
-    if isinstance(exc, _REFUSED) or code in _REFUSED_REPLIES:
+    if isinstance(exc, _REFUSED) or code in _REFUSED_REPLIES or _refused_within(exc):
         return StoreAuthError(f"Redis refused the credentials: {exc}")
     if isinstance(exc, _TRANSIENT) or code in _TRANSIENT_REPLIES:
         return StoreUnavailable(f"Redis unreachable: {type(exc).__name__}: {exc}")
     if isinstance(exc, (rex.RedisError, rex.RedisClusterException)):
         return StoreError(f"Redis: {type(exc).__name__}: {exc}")
     return None
+
+
+def _refused_within(exc: BaseException) -> bool:
+    """Whether a refusal caused `exc`: redis-py reports a wrong password met while it
+    connects as a ConnectionError raised from the AuthenticationError."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _REFUSED):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _translated(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
