@@ -12,12 +12,11 @@ from aiohttp import web
 from adapters.base import Adapter
 from adapters.ops import add_ops_routes, serve
 from bots import systemd
+from bots.settings import STORE_REFUSED
 from core.errors import ConfigError, StoreAuthError
 from core.queue.sender import sender_identity
 
 log = logging.getLogger("parley.service")
-
-STORE_REFUSED = "PARLEY_REDIS_URL: Redis refused the password"
 
 
 async def run_adapter(

@@ -20,6 +20,8 @@ from core.queue.types import Limits, Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = REPO_ROOT / "models" / "default"
+# What a process says, and exits with, when Redis refuses its credentials.
+STORE_REFUSED = "PARLEY_REDIS_URL: Redis refused the password"
 
 
 class Settings(BaseSettings):

@@ -17,8 +17,7 @@ from aiohttp import web
 
 from adapters.ops import add_ops_routes, serve
 from bots import systemd
-from bots.service import STORE_REFUSED
-from bots.settings import Settings
+from bots.settings import STORE_REFUSED, Settings
 from core.errors import ConfigError, StoreAuthError
 from core.model.responder import Responder
 from core.queue.types import Store

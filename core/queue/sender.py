@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -178,6 +179,10 @@ class Sender:
         self._pace = asyncio.Lock()
         self._failures: dict[ChatKey, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._serving: dict[ChatKey, asyncio.Task[None]] = {}  # the latest task per chat
+        # Accepted by the platform, refused by the store (the lease had run out), for the
+        # task of this process that claimed the chat again: (reply ids, messages) each.
+        self._unrecorded: dict[ChatKey, list[tuple[list[str], int]]] = {}
         self._backoff = Backoff(log, "store")  # shared by the loop and every chat served
         self._stop = asyncio.Event()  # set: chats in hand send nothing more
         self._abandon = asyncio.Event()  # set: chats in hand stop even recording
@@ -259,22 +264,51 @@ class Sender:
                 await asyncio.wait(self._tasks)
 
     async def _serve(self, pending: Pending) -> None:
+        chat = pending.chat
+        previous = self._serving.get(chat)
+        current = asyncio.current_task()
+        assert current is not None
+        self._serving[chat] = current
         try:
-            await self._serve_chat(pending)
+            await self._serve_chat(pending, previous)
         except Exception:  # the chat's lease expires and it is served again later
-            log.exception("%s: sending to %s failed", self.platform, pending.chat)
+            log.exception("%s: sending to %s failed", self.platform, chat)
+        finally:
+            if self._serving.get(chat) is current:
+                del self._serving[chat]
+                self._unrecorded.pop(chat, None)
 
-    async def _serve_chat(self, pending: Pending) -> None:
+    async def _serve_chat(self, pending: Pending, previous: asyncio.Task[None] | None) -> None:
         held = _Held(pending, time.monotonic() + pending.lease)
         renewing = asyncio.create_task(self._renew(held))
         try:
-            await self._send_all(held)
+            if previous is not None:
+                # This process claimed the chat again while still sending to it: its first
+                # lease ran out (a stall, the store out of reach). The first task stops at
+                # its next step; wait for it, so two sends to one chat never overlap, and
+                # record what it sent instead of sending it again.
+                await asyncio.wait([previous])
+                pending = await self._record_unrecorded(held)
+            await self._send_all(held, pending)
         finally:
             renewing.cancel()
 
-    async def _send_all(self, held: _Held) -> None:
-        pending, platform = held.pending, self.platform
-        chat = pending.chat
+    async def _record_unrecorded(self, held: _Held) -> Pending:
+        """Ack, under this lease, what the earlier task sent but could not record; the
+        replies still to send."""
+        pending = held.pending
+        chat, done = pending.chat, set()
+        limits = self.outlet.limits_for(chat)
+        for ids, messages in self._unrecorded.pop(chat, []):
+            if not await self._ack(held, ids, messages, limits):
+                break
+            done.update(ids)
+        return dataclasses.replace(
+            pending, replies=tuple(r for r in pending.replies if r.in_reply_to not in done)
+        )
+
+    async def _send_all(self, held: _Held, pending: Pending) -> None:
+        platform, chat = self.platform, pending.chat
         limits = self.outlet.limits_for(chat)
         retry_at = 0.0
         for group in plan(pending, self.outlet):
@@ -358,14 +392,22 @@ class Sender:
                         extra={"chat": str(held.pending.chat), "message_id": ids[0]},
                     )
                     held.lost = True
+                    self._hand_over(held, ids, messages)
                     return False
                 continue
             self._backoff.ok()
             if outcome is Outcome.LOST:
                 self._lost(held)
+                self._hand_over(held, ids, messages)
                 return False
             held.renewed(started)
             return True
+
+    def _hand_over(self, held: _Held, ids: list[str], messages: int) -> None:
+        """Leave what could not be recorded to this process's newer task of the chat, if
+        there is one (it records it under its own lease, instead of sending it again)."""
+        if self._serving.get(held.pending.chat) is not asyncio.current_task():
+            self._unrecorded.setdefault(held.pending.chat, []).append((ids, messages))
 
     async def _renew(self, held: _Held) -> None:
         """Extend the lease while the chat is served, so a slow platform (or a long reply in

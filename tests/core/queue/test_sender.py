@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from core.errors import StoreUnavailable
 from core.messages import ChatKey, Incoming, Reply
 from core.queue.memory_store import MemoryStore
 from core.queue.sender import (
@@ -18,7 +19,7 @@ from core.queue.sender import (
     plan,
     split_text,
 )
-from core.queue.types import Limits, Pending, SendLimits, Store
+from core.queue.types import Limits, Outcome, Pending, SendLimits, Store
 
 GROUP = ChatKey("test", "group")
 OTHER = ChatKey("test", "other")
@@ -342,3 +343,36 @@ async def test_a_sender_waits_out_a_redis_restart(tmp_path) -> None:  # type: ig
         await store.close()
         server.stop()
     assert outlet.sent == [(GROUP, ["m0"]), (OTHER, ["m0"])]
+
+
+class BlinkingStore(MemoryStore):
+    """A store out of reach for the first `blinks` renewals (a moment's network trouble)."""
+
+    blinks = 3
+
+    async def renew_replies(self, pending: Pending) -> Outcome:
+        if self.blinks:
+            self.blinks -= 1
+            raise StoreUnavailable("out of reach for a moment")
+        return await super().renew_replies(pending)
+
+
+async def test_a_process_whose_lease_ran_out_mid_send_does_not_send_that_reply_again() -> None:
+    store = BlinkingStore(Limits(sender_rate=0))
+    outlet = SlowOutlet(SendLimits(lease=0.3), delay=0.5)
+    await answered(store, GROUP, 2)
+    sender = Sender(store, outlet, idle_timeout=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            while await store.replies(GROUP):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await task
+    # The lease ran out under the first send and the same process claimed the chat again:
+    # the second claim waited for the first send and recorded it instead of repeating it.
+    assert outlet.sent == [(GROUP, ["m0"]), (GROUP, ["m1"])]
+    assert sender.stats.lost == 1
