@@ -21,13 +21,10 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 
-import redis.exceptions
-
-from adapters.egress import Sender, Undeliverable
 from adapters.http import Throttle
 from core import gate, telemetry
-from core.errors import StoreUnavailable
 from core.messages import ChatKey, EventKind, Incoming, Reply
+from core.queue.sender import Sender, Undeliverable
 from core.queue.types import Enqueued, SendLimits, Store
 from core.retry import Backoff, Stopped, retry
 
@@ -37,14 +34,6 @@ EMPTY_HELP = "Ask me something: {how}"
 TRUNCATED_NOTE = "your message was long; I read its first {limit:,} characters"
 RESET_TEXT = "Done: I have forgotten our conversation here."
 
-# What a store raises while it cannot be reached: waiting heals it. Stores raise
-# StoreUnavailable; redis' connection errors are listed for one that lets them through.
-# Any other error (a bug, a refused password) is not waited out.
-STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    StoreUnavailable,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
 PARTS_REMEMBERED = 10_000  # replies whose sent parts are remembered after a failure
 
 
@@ -157,7 +146,8 @@ class Adapter(abc.ABC):
         return 0.0
 
     def limits_for(self, chat: ChatKey) -> SendLimits:
-        """The platform's rules for sending to `chat`; the same for every chat here."""
+        """The limits of sending to `chat`; a platform whose chats differ (private chats and
+        groups) overrides this."""
         return self.limits
 
     async def health(self) -> str | None:

@@ -9,12 +9,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.http import HEADER_TIMEOUT, quiet_server_logs
 from core import telemetry
-from core.queue.types import Store
+from core.queue.types import Outbox
 
 Health = Callable[[], Awaitable[str | None]]  # None when ready, else the reason
 
 
-def add_ops_routes(app: web.Application, health: Health, store: Store, platform: str) -> None:
+def add_ops_routes(app: web.Application, health: Health, store: Outbox, platform: str) -> None:
     """Add `/healthz` (200 ready / 503 with the reason) and `/metrics` to `app`."""
 
     async def healthz(_: web.Request) -> web.Response:

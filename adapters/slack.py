@@ -46,11 +46,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.base import Adapter
-from adapters.egress import RetryAfter, Undeliverable, body, split_text
 from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
 from core import gate
 from core.errors import ConfigError, ParleyError
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
+from core.queue.sender import RetryAfter, Undeliverable, body, split_text
 from core.queue.types import Enqueued, SendLimits, Store
 
 log = logging.getLogger("parley.slack")

@@ -34,12 +34,12 @@ from telegram.constants import ChatType
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
-from adapters.base import STORE_UNAVAILABLE, Adapter
-from adapters.egress import RetryAfter, Undeliverable, body, coalesced_text, split_text
+from adapters.base import Adapter
 from adapters.http import BODY_TIMEOUT, MAX_BODY, read_body
 from core import gate
-from core.errors import ConfigError, ParleyError
+from core.errors import ConfigError, ParleyError, StoreUnavailable
 from core.messages import ChatKey, Incoming, Reply
+from core.queue.sender import RetryAfter, Undeliverable, body, coalesced_text, split_text
 from core.queue.types import SendLimits, Store
 from core.retry import Backoff, Stopped, retry
 
@@ -54,8 +54,9 @@ ALLOWED_UPDATES = ("message",)
 COMMAND = re.compile(r"/(\w+)(?:@(\w+))?(?:\s+|$)(.*)", re.DOTALL)
 TOKEN_REFUSED = "Telegram refused the bot token; check it with @BotFather"
 PRIVATE_RATE = (1, 1.0)  # messages per seconds to one person: about one a second
-# Telegram's limits are approximate, and its clock is not ours: windows are stretched and
-# the overall rate is cut by this factor, so that no send is a limit's last plus one.
+# Telegram's limits are approximate, and its clock is not ours: per-chat windows are
+# stretched by this factor, so that no send is a limit's last plus one. (The Sender keeps
+# its own margin below the overall rate.)
 PACING_MARGIN = 1.1
 
 GROUP_HELP = (
@@ -110,7 +111,7 @@ class TelegramAdapter(Adapter):
         max_chars: int = 1000,
         poll_timeout: int = 25,
     ) -> None:
-        # Groups' limits are the stricter: what a Sender that does not ask per chat uses.
+        # The group limits are the stricter, so they are also the adapter's default.
         self.group_limits = SendLimits(per_chat=group_rate, window=rate_window * PACING_MARGIN)
         count, seconds = PRIVATE_RATE
         self.private_limits = SendLimits(per_chat=count, window=seconds * PACING_MARGIN)
@@ -118,7 +119,7 @@ class TelegramAdapter(Adapter):
             store,
             limits=self.group_limits,
             max_chars=max_chars,
-            global_rate=global_rate / PACING_MARGIN,
+            global_rate=global_rate,
         )
         if mode == "webhook" and not (webhook_url and webhook_secret):
             raise ConfigError("webhook mode needs a webhook URL and a secret")
@@ -251,7 +252,7 @@ class TelegramAdapter(Adapter):
                 functools.partial(self.handle, update),
                 backoff=self._store_backoff,
                 stop=self._closing,
-                transient=STORE_UNAVAILABLE,
+                transient=(StoreUnavailable,),
             )
         except Stopped:
             raise
@@ -280,7 +281,7 @@ class TelegramAdapter(Adapter):
             return web.Response(status=503)
         try:
             await self.handle(update)
-        except STORE_UNAVAILABLE as exc:
+        except StoreUnavailable as exc:
             log.error(
                 "store unreachable (%s); Telegram will redeliver update %d",
                 exc,

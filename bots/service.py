@@ -12,15 +12,26 @@ from aiohttp import web
 from adapters.base import Adapter
 from adapters.ops import add_ops_routes, serve
 from bots import systemd
+from bots.settings import STORE_REFUSED
+from core.errors import ConfigError, StoreAuthError
+from core.queue.sender import sender_identity
 
 log = logging.getLogger("parley.service")
 
 
 async def run_adapter(
-    adapter: Adapter, host: str, port: int, app: web.Application | None = None
+    adapter: Adapter,
+    host: str,
+    port: int,
+    app: web.Application | None = None,
+    instance: str = "",
 ) -> None:
     """Serve `app` (the adapter's own routes, if any) plus /healthz and /metrics on
-    host:port, run the adapter until SIGTERM or SIGINT, then stop it and close the store."""
+    host:port, run the adapter until SIGTERM or SIGINT, then stop it and close the store.
+
+    The adapter's sender holds its chats as this host's `instance` of its platform. Raises
+    `ConfigError` when the store refuses the credentials."""
+    adapter.sender.identity = sender_identity(adapter.platform, instance)
     app = app or web.Application()
     add_ops_routes(app, adapter.health, adapter.store, adapter.platform)
     stop = asyncio.Event()
@@ -43,6 +54,8 @@ async def run_adapter(
             on_ready=lambda: systemd.ready(f"serving {adapter.platform}"),
             on_waiting=waiting,
         )
+    except StoreAuthError:
+        raise ConfigError(STORE_REFUSED) from None
     finally:
         systemd.stopping()
         watchdog.cancel()

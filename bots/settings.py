@@ -20,6 +20,8 @@ from core.queue.types import Limits, Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = REPO_ROOT / "models" / "default"
+# What a process says, and exits with, when Redis refuses its credentials.
+STORE_REFUSED = "PARLEY_REDIS_URL: Redis refused the password"
 
 
 class Settings(BaseSettings):
@@ -68,6 +70,11 @@ class Settings(BaseSettings):
         "127.0.0.1", description="address the HTTP servers (webhooks, /healthz, /metrics) bind"
     )
     worker_port: int = Field(0, ge=0, le=65535, description="worker /healthz, /metrics; 0 = off")
+    instance: str = Field(
+        "",
+        pattern=r"^[\w.-]*$",
+        description="tells apart processes of one platform on one host (their send leases)",
+    )
 
     # Telegram
     telegram_token: SecretStr | None = Field(None, description="from @BotFather")

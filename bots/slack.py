@@ -47,6 +47,12 @@ async def serve_slack(settings: Settings) -> None:
     """Run the Slack adapter, its routes, /healthz and /metrics until SIGTERM or SIGINT."""
     adapter = build_slack(settings)
     try:
-        await run_adapter(adapter, settings.http_host, settings.slack_port, adapter.web_app())
+        await run_adapter(
+            adapter,
+            settings.http_host,
+            settings.slack_port,
+            adapter.web_app(),
+            instance=settings.instance,
+        )
     except SlackAuthError as exc:
         raise ConfigError(f"PARLEY_SLACK_{exc.which.upper()}_TOKEN: {exc}") from None

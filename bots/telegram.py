@@ -46,4 +46,6 @@ def build_telegram(
 async def serve_telegram(settings: Settings) -> None:
     """Run the Telegram adapter until SIGTERM or SIGINT."""
     adapter, app = build_telegram(settings)
-    await run_adapter(adapter, settings.http_host, settings.telegram_port, app)
+    await run_adapter(
+        adapter, settings.http_host, settings.telegram_port, app, instance=settings.instance
+    )

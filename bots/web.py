@@ -18,8 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import redis.exceptions
-
 from adapters.web import WebAdapter
 from bots.service import run_adapter
 from bots.settings import Settings
@@ -129,7 +127,7 @@ async def serve(settings: Settings, load: Callable[[], Responder] | None) -> Non
     adapter = Chat(settings.store(), settings, load)
     host, port = settings.http_host, settings.web_port
     try:
-        await run_adapter(adapter, host, port, adapter.make_app())
+        await run_adapter(adapter, host, port, adapter.make_app(), settings.instance)
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:
             raise
@@ -137,5 +135,3 @@ async def serve(settings: Settings, load: Callable[[], Responder] | None) -> Non
             f"cannot listen on {host}:{port}: {os.strerror(exc.errno).lower()}; "
             "set PARLEY_WEB_PORT (or PARLEY_HTTP_HOST)"
         ) from None
-    except redis.exceptions.AuthenticationError:
-        raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None

@@ -7,22 +7,22 @@ watchdog from the event loop, and reloads the model on SIGHUP without dropping t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 from collections.abc import Callable
 
-import redis.exceptions
 from aiohttp import web
 
 from adapters.ops import add_ops_routes, serve
 from bots import systemd
-from bots.settings import Settings
-from core.errors import ConfigError
+from bots.settings import STORE_REFUSED, Settings
+from core.errors import ConfigError, StoreAuthError
 from core.model.responder import Responder
-from core.queue.outage import STORE_DOWN, Outage
 from core.queue.types import Store
 from core.queue.worker import Worker
+from core.retry import Backoff, Stopped, retry
 
 log = logging.getLogger("parley.worker")
 
@@ -35,16 +35,8 @@ async def _prepare(responder: Responder, batch: int) -> None:
 
 async def _reach(store: Store, stop: asyncio.Event) -> None:
     """Wait until the store answers (Redis may start after the worker)."""
-    outage = Outage(log)
-    while not stop.is_set():
-        try:
-            await store.ping()
-            outage.over()
-            return
-        except redis.exceptions.AuthenticationError:
-            raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None
-        except STORE_DOWN as exc:
-            await outage.wait(exc, stop)
+    with contextlib.suppress(Stopped):
+        await retry(store.ping, backoff=Backoff(log, "store"), stop=stop)
 
 
 async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> None:
@@ -110,8 +102,8 @@ async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> Non
         systemd.ready("answering")
         log.info("worker started: batch %d, model %s", settings.worker_batch, settings.model)
         await worker.run(stop)
-    except redis.exceptions.AuthenticationError:
-        raise ConfigError("PARLEY_REDIS_URL: Redis refused the password") from None
+    except StoreAuthError:
+        raise ConfigError(STORE_REFUSED) from None
     finally:
         systemd.stopping()
         watchdog.cancel()

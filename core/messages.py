@@ -63,6 +63,7 @@ class ReplyKind(StrEnum):
     FAILED = "failed"  # the responder failed on this message every time
     RESET = "reset"  # the confirmation that the context was forgotten
     HELP = "help"  # how to talk to the bot (Slack shows it to the asker alone)
+    SLOW_DOWN = "slow_down"  # the asker sends too fast; their questions are skipped a while
 
 
 @dataclass(frozen=True, slots=True)

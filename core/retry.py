@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from core.errors import ParleyError, StoreUnavailable
 
@@ -83,6 +83,22 @@ async def retry(
             continue
         backoff.ok()
         return result
+
+
+async def unless_stopped(action: Awaitable[Any], stop: asyncio.Event) -> None:
+    """`await action`, unless `stop` is set first: then it is cancelled, and this returns at
+    once. A loop's idle wait (for new work, for replies to send) goes through this, so a
+    stop request does not wait out the idle timeout. The action's own error propagates."""
+    task = asyncio.ensure_future(action)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopping):
+            pending.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    if not task.cancelled():
+        task.result()
 
 
 def _brief(exc: BaseException) -> str:

@@ -30,8 +30,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters.base import Adapter
 from adapters.web.rooms import ROOM_NAME, Frame, Full, Member, Room, Rooms
 from core import gate, telemetry
+from core.errors import StoreUnavailable
 from core.messages import Incoming, Reply
-from core.queue.outage import STORE_DOWN
 from core.queue.types import Enqueued, Store
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -181,20 +181,28 @@ class WebAdapter(Adapter):
         try:
             try:
                 await self._join(room, member, gate.number(request.query.get("after")))
-            except STORE_DOWN:
-                self.rejected("store_unreachable")  # the browser retries in a moment
-                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"store unreachable")
+            except StoreUnavailable:
+                await self._unavailable(ws)
                 return
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
                     async with self.guard(f"a frame in {room.chat}"):
-                        await self._frame(room, member, message.data)
+                        try:
+                            await self._frame(room, member, message.data)
+                        except StoreUnavailable:
+                            # The browser reconnects and sends again what was not acked.
+                            await self._unavailable(ws)
+                            return
                 elif message.type == WSMsgType.BINARY:
                     self._refused(member, "bad_frame", "frames are JSON text")
         finally:
             self.rooms.leave(room, member)
             room.broadcast(room.presence())
             await member.finish()
+
+    async def _unavailable(self, ws: web.WebSocketResponse) -> None:
+        self.rejected("store_unreachable")  # the browser retries in a moment
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"store unreachable")
 
     async def _join(self, room: Room, member: Member, after: int) -> None:
         """Send the history after `after`, then add the member to the room: under the room's

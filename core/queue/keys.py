@@ -54,8 +54,14 @@ class Keys:
         return f"{self._tag(partition)}:dead"
 
     def outbox_ready(self, partition: int, platform: str) -> str:
-        """ZSET chat -> time, of one platform's chats with replies to send."""
+        """ZSET chat -> time, of one platform's chats with replies to send: when they are
+        due, or, while a sender holds one, when its send lease runs out."""
         return f"{self._tag(partition)}:outbox-ready:{platform}"
+
+    def outbox_owners(self, partition: int, platform: str) -> str:
+        """HASH chat -> sender identity, of one platform's chats leased to a sender: a sender
+        restarted under the same identity takes its chats back at once."""
+        return f"{self._tag(partition)}:outbox-owners:{platform}"
 
     # per chat
     def inbox(self, chat: ChatKey) -> str:
@@ -72,11 +78,19 @@ class Keys:
     def outbox(self, chat: ChatKey) -> str:
         return f"{self._chat(chat)}:outbox"
 
+    def send_lease(self, chat: ChatKey) -> str:
+        """HASH token, owner, acks of the sender holding the chat's outbox; it expires
+        when the lease runs out."""
+        return f"{self._chat(chat)}:send-lease"
+
     def sent(self, chat: ChatKey) -> str:
-        """ZSET of messages sent to the chat within the platform's rate window (score: ms)."""
+        """ZSET of the chat's latest sends within its rate window, at most its per-chat
+        limit of them (score: ms)."""
         return f"{self._chat(chat)}:sent"
 
     def rate(self, chat: ChatKey, sender: str) -> str:
+        """Messages the person sent to the chat in the current rate window (INCR; expires
+        with the window)."""
         return f"{self._chat(chat)}:rate:{sender}"
 
     def context(self, chat: ChatKey, thread: str) -> str:

@@ -1,4 +1,10 @@
-"""The Redis store: what production and several workers on several machines share."""
+"""The Redis store: what production and several workers on several machines share.
+
+With `core.queue.redis_errors`, the one place that knows Redis: every failure of the
+backend leaves the store as one of `core.errors`' store errors, so the worker, the
+senders, the adapters and the processes wait out an outage, or stop on a refused
+password, without importing redis-py.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,11 @@ import redis.asyncio as aioredis
 from core.messages import ChatKey, EventKind, Incoming, Reply, ReplyKind
 from core.queue import scripts
 from core.queue.keys import Keys
+from core.queue.redis_errors import backend_errors_translated
 from core.queue.types import (
     BUSY_TEXT,
     FAILED_TEXT,
+    SLOW_DOWN_TEXT,
     Claim,
     Enqueued,
     History,
@@ -40,8 +48,13 @@ def _context_change(message: Incoming, reply: Reply) -> list[str]:
     return ["keep"]
 
 
+@backend_errors_translated
 class RedisStore:
-    """Inbox, outbox and context of every chat, in Redis (or Redis Cluster)."""
+    """Inbox, outbox and context of every chat, in Redis (or Redis Cluster).
+
+    Its methods raise `StoreUnavailable` while Redis cannot be reached, `StoreAuthError`
+    when it refuses the credentials, and `StoreError` for any other failure of Redis.
+    """
 
     def __init__(
         self, client: aioredis.Redis, limits: Limits | None = None, keys: Keys | None = None
@@ -58,7 +71,10 @@ class RedisStore:
                 "FAIL",
                 "RELEASE",
                 "CLAIM_REPLIES",
+                "ACK_REPLIES",
+                "RENEW_REPLIES",
                 "FINISH_REPLIES",
+                "RECLAIM_REPLIES",
                 "APPEND_HISTORY",
             )
         }
@@ -108,6 +124,7 @@ class RedisStore:
             for m in messages:
                 p = k.partition(m.chat)
                 busy = Reply.to(m, BUSY_TEXT.format(backlog=lim.backlog), ReplyKind.BUSY)
+                slow_down = Reply.to(m, SLOW_DOWN_TEXT, ReplyKind.SLOW_DOWN)
                 keys = [
                     k.inbox(m.chat),
                     k.seen(m.chat),
@@ -130,6 +147,7 @@ class RedisStore:
                     lim.dedup_ids,
                     k.wake,
                     k.outbox_wake(m.chat.platform),
+                    slow_down.to_json(),
                 ]
                 await self._scripts["ENQUEUE"](keys=keys, args=args, client=pipe)
             return [Enqueued(r) for r in await pipe.execute()]
@@ -289,9 +307,6 @@ class RedisStore:
             turns, _ = await pipe.execute()
         return list(turns)
 
-    async def reset(self, chat: ChatKey, thread: str = "") -> None:
-        await self.redis.delete(self.keys.context(chat, thread))
-
     # -- room history (the web chat) --------------------------------------------------------
 
     async def append_history(self, chat: ChatKey, entry: str, keep: int, ttl: float) -> int:
@@ -321,14 +336,11 @@ class RedisStore:
 
     # -- egress ---------------------------------------------------------------------------
 
-    def _outbox_keys(self, chat: ChatKey) -> list[str]:
-        k = self.keys
-        return [k.outbox(chat), k.outbox_ready(k.partition(chat), chat.platform)]
-
     async def claim_replies(
-        self, platform: str, max_chats: int, max_replies: int, limits: SendLimits
+        self, platform: str, max_chats: int, max_replies: int, lease: float, owner: str
     ) -> list[Pending]:
-        """Lease up to `max_chats` chats whose replies are due, with up to `max_replies` each."""
+        """Lease up to `max_chats` chats whose replies are due, with up to `max_replies`
+        each, to the sender `owner` for `lease` seconds."""
         k, now = self.keys, self._now()
         order = [(self._next_outbox + i) % k.partitions for i in range(k.partitions)]
         self._next_outbox = (self._next_outbox + 1) % k.partitions
@@ -340,51 +352,105 @@ class RedisStore:
         for p, due in zip(order, peek, strict=True):
             if not due or len(pending) >= max_chats:
                 continue
+            self._claims += 1
             raw = await self._run(
                 "CLAIM_REPLIES",
-                [k.outbox_ready(p, platform)],
+                [k.outbox_ready(p, platform), k.outbox_owners(p, platform)],
                 [
                     now,
-                    _ms(limits.lease),
+                    _ms(lease),
                     max_chats - len(pending),
                     max_replies,
                     k.chat_prefix(p),
-                    _ms(limits.window),
+                    owner,
+                    f"{self._worker}:{self._claims}",
                 ],
             )
-            for i in range(0, len(raw), 3):
-                replies = tuple(Reply.from_json(r) for r in json.loads(raw[i + 2]))
-                pending.append(Pending(ChatKey.parse(raw[i]), replies, int(raw[i + 1])))
+            for i in range(0, len(raw), 4):
+                sent_at = tuple(float(t) / 1000 for t in raw[i + 2].split(",") if t)
+                replies = tuple(Reply.from_json(r) for r in json.loads(raw[i + 3]))
+                pending.append(Pending(ChatKey.parse(raw[i]), replies, raw[i + 1], sent_at, lease))
         return pending
 
-    async def finish_replies(
-        self,
-        chat: ChatKey,
-        sent: Sequence[str],
-        messages: int,
-        limits: SendLimits,
-        retry_at: float = 0.0,
-    ) -> int:
-        """Drop the replies the platform accepted (by `in_reply_to`), count the `messages`
-        that carried them against the rate limit, and hand the chat back, due when the limit
-        and `retry_at` (epoch seconds) allow. Returns how many replies are left."""
-        self._claims += 1
-        return int(
-            await self._run(
-                "FINISH_REPLIES",
-                [*self._outbox_keys(chat), self.keys.sent(chat)],
-                [
-                    str(chat),
-                    self._now(),
-                    messages,
-                    _ms(limits.window),
-                    limits.per_chat,
-                    _ms(retry_at),
-                    f"{self._worker}:{self._claims}",
-                    *sent,
-                ],
-            )
+    async def ack_replies(
+        self, pending: Pending, sent: Sequence[str], messages: int, limits: SendLimits
+    ) -> Outcome:
+        """Drop the replies `sent` (by `in_reply_to`, while at the outbox's head) and count the
+        `messages` that carried them against the chat's rate limit, at once, as soon as the
+        platform accepted them; this also extends the lease. LOST (and nothing changes)
+        when the lease has gone to another sender."""
+        chat, k = pending.chat, self.keys
+        result = await self._run(
+            "ACK_REPLIES",
+            [
+                k.outbox(chat),
+                k.send_lease(chat),
+                k.sent(chat),
+                k.outbox_ready(k.partition(chat), chat.platform),
+            ],
+            [
+                str(chat),
+                pending.token,
+                self._now(),
+                _ms(pending.lease),
+                messages,
+                limits.per_chat,
+                _ms(limits.window),
+                *sent,
+            ],
         )
+        return Outcome(result)
+
+    async def renew_replies(self, pending: Pending) -> Outcome:
+        """Extend the lease by `pending.lease` seconds; LOST if it has gone to another."""
+        chat, k = pending.chat, self.keys
+        result = await self._run(
+            "RENEW_REPLIES",
+            [k.send_lease(chat), k.outbox_ready(k.partition(chat), chat.platform)],
+            [str(chat), pending.token, self._now(), _ms(pending.lease)],
+        )
+        return Outcome(result)
+
+    async def finish_replies(
+        self, pending: Pending, limits: SendLimits, retry_at: float = 0.0
+    ) -> Outcome:
+        """End the lease: the chat's replies left are due when its rate limit and
+        `retry_at` (epoch seconds) allow. LOST if the lease had gone to another sender."""
+        chat, k = pending.chat, self.keys
+        p = k.partition(chat)
+        result = await self._run(
+            "FINISH_REPLIES",
+            [
+                k.outbox(chat),
+                k.send_lease(chat),
+                k.sent(chat),
+                k.outbox_ready(p, chat.platform),
+                k.outbox_owners(p, chat.platform),
+            ],
+            [
+                str(chat),
+                pending.token,
+                self._now(),
+                limits.per_chat,
+                _ms(limits.window),
+                _ms(retry_at),
+            ],
+        )
+        return Outcome(result)
+
+    async def reclaim_replies(self, platform: str, owner: str) -> int:
+        """Make the chats leased to `owner` (a sender identity whose previous process died)
+        due now; returns how many had replies left."""
+        k, now, taken = self.keys, self._now(), 0
+        for p in range(k.partitions):
+            taken += int(
+                await self._run(
+                    "RECLAIM_REPLIES",
+                    [k.outbox_owners(p, platform), k.outbox_ready(p, platform)],
+                    [owner, now, k.chat_prefix(p)],
+                )
+            )
+        return taken
 
     async def wait_for_replies(self, platform: str, timeout: float) -> None:
         """Return when a chat gets a first unsent reply for `platform`, or after `timeout`."""

@@ -29,7 +29,10 @@ end
 
 # Dedup check, rate count, backlog check and push in one step: two deliveries of one
 # message cannot both pass the duplicate check, and a message arriving while its chat is
-# leased does not make the chat ready under the worker holding it.
+# leased does not make the chat ready under the worker holding it. The sender's rate
+# counter is also the memory of having told them to slow down: only the message that
+# takes it one past the limit gets that reply, so it comes once per window, however many
+# messages a flood sends and however many adapter processes take them in.
 ENQUEUE = f"""
 local inbox, seen, ready, leases, rate, outbox, outbox_ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -37,11 +40,15 @@ local chat, id, payload = ARGV[1], ARGV[2], ARGV[3]
 local now, backlog, dedup_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local rate_limit, rate_ms, busy, seen_cap, wake =
   tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), ARGV[11]
--- ARGV[12]: the channel that wakes the platform's senders
+-- ARGV[12]: the channel that wakes the platform's senders; ARGV[13]: the slow-down reply
 {_first_time("'duplicate'")}if rate_limit > 0 then
   local n = redis.call('INCR', rate)
   if n == 1 then redis.call('PEXPIRE', rate, rate_ms) end
-  if n > rate_limit then return 'rate_limited' end
+  if n > rate_limit then
+    if n == rate_limit + 1 then
+      {_to_outbox("ARGV[13]", "ARGV[12]")}    end
+    return 'rate_limited'
+  end
 end
 if redis.call('LLEN', inbox) >= backlog then
   {_to_outbox("busy", "ARGV[12]")}  return 'busy'
@@ -173,63 +180,149 @@ if redis.call('LLEN', inbox) > 0 then redis.call('ZADD', ready, now, chat) end
 return 'ok'
 """
 
-# Leases chats with due replies to one sender by moving their outbox-ready score past the
-# lease: a second sender does not see them until this one finishes (or dies and the lease
-# runs out), so a chat's replies go out one sender at a time, in order. Returns a flat
-# list: chat, messages sent to it within the rate window, its first replies as JSON, ...
+# The send lease. A chat's outbox is served by one sender at a time: the sender that
+# claimed it holds its `send-lease` hash (token, owner), which expires when the lease runs
+# out, and the chat's outbox-ready score is moved past the lease so no other sender sees
+# it meanwhile. Every step after the claim (ack, renew, finish) is refused unless the
+# caller's token is still the lease's: a sender that stalled past its lease, whose chat
+# another sender has taken over, can neither pop replies nor make the chat due again.
+
+# Leases chats with due replies to one sender (`owner`, recorded for a restart to take
+# them back), each under its own token. A chat still leased by the server's clock although
+# its score ran out by this client's is left alone until its lease ends. Returns a flat
+# list: chat, token, the times (ms) of its latest sends joined by commas, its first
+# replies as JSON, ...
 CLAIM_REPLIES = """
-local outbox_ready = KEYS[1]
-local now, lease_ms, max, max_replies, prefix, window_ms =
-  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5],
-  tonumber(ARGV[6])
+local outbox_ready, owners = KEYS[1], KEYS[2]
+local now, lease_ms, max, max_replies, prefix, owner, token =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6],
+  ARGV[7]
 local out = {}
-for _, chat in ipairs(redis.call('ZRANGEBYSCORE', outbox_ready, '-inf', now, 'LIMIT', 0, max)) do
-  local replies = redis.call('LRANGE', prefix .. chat .. ':outbox', 0, max_replies - 1)
-  if #replies == 0 then
-    redis.call('ZREM', outbox_ready, chat)
+for i, chat in ipairs(redis.call('ZRANGEBYSCORE', outbox_ready, '-inf', now, 'LIMIT', 0, max)) do
+  local lease = prefix .. chat .. ':send-lease'
+  local held = redis.call('PTTL', lease)
+  if held > 0 then
+    redis.call('ZADD', outbox_ready, now + held, chat)
   else
-    redis.call('ZADD', outbox_ready, now + lease_ms, chat)
-    local sent = prefix .. chat .. ':sent'
-    redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window_ms)
-    table.insert(out, chat)
-    table.insert(out, redis.call('ZCARD', sent))
-    table.insert(out, cjson.encode(replies))
+    local replies = redis.call('LRANGE', prefix .. chat .. ':outbox', 0, max_replies - 1)
+    if #replies == 0 then
+      redis.call('ZREM', outbox_ready, chat)
+      redis.call('HDEL', owners, chat)
+    else
+      local fence = token .. ':' .. i
+      redis.call('DEL', lease)
+      redis.call('HSET', lease, 'token', fence, 'owner', owner)
+      redis.call('PEXPIRE', lease, lease_ms)
+      redis.call('HSET', owners, chat, owner)
+      redis.call('ZADD', outbox_ready, now + lease_ms, chat)
+      local sent = redis.call('ZRANGE', prefix .. chat .. ':sent', 0, -1, 'WITHSCORES')
+      local times = {}
+      for j = 2, #sent, 2 do table.insert(times, sent[j]) end
+      table.insert(out, chat)
+      table.insert(out, fence)
+      table.insert(out, table.concat(times, ','))
+      table.insert(out, cjson.encode(replies))
+    end
   end
 end
 return out
 """
 
-# The platform accepted some replies. They leave the outbox only if they are still at its
-# head (a sender whose lease ran out and whose chat another sender already served pops
-# nothing), the messages sent are counted in the chat's rate window, and the chat is due
-# again when its rate limit or the platform's retry-after allows. Returns replies left.
-FINISH_REPLIES = """
-local outbox, outbox_ready, sent = KEYS[1], KEYS[2], KEYS[3]
-local chat, now, sends, window_ms, limit, retry_at, token =
-  ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
-  tonumber(ARGV[6]), ARGV[7]
+# The platform accepted one message (`sends` 1), or the sender gave some replies up
+# (`sends` 0): they leave the outbox at once, while they are still at its head, so a
+# sender killed right after this step sends none of them again. The message is counted in
+# the chat's rate window (only the last `limit` sends matter, so no more are kept), and the
+# lease is extended: a sender that keeps acknowledging keeps its chat.
+ACK_REPLIES = """
+local outbox, lease, sent, outbox_ready = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local chat, token, now, lease_ms, sends, limit, window_ms =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+  tonumber(ARGV[7])
+if redis.call('HGET', lease, 'token') ~= token then return 'lost' end
 for i = 8, #ARGV do
   local head = redis.call('LINDEX', outbox, 0)
   if not head or cjson.decode(head)['in_reply_to'] ~= ARGV[i] then break end
   redis.call('LPOP', outbox)
 end
-for i = 1, sends do redis.call('ZADD', sent, now, token .. ':' .. i) end
-redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window_ms)
-redis.call('PEXPIRE', sent, window_ms)
-local left = redis.call('LLEN', outbox)
-if left == 0 then
+if limit > 0 and sends > 0 then
+  for _ = 1, sends do
+    local n = redis.call('HINCRBY', lease, 'acks', 1)
+    redis.call('ZADD', sent, now, token .. ':' .. n)
+  end
+  redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window_ms)
+  redis.call('ZREMRANGEBYRANK', sent, 0, -limit - 1)
+  redis.call('PEXPIRE', sent, window_ms)
+end
+redis.call('PEXPIRE', lease, lease_ms)
+redis.call('ZADD', outbox_ready, 'XX', now + lease_ms, chat)
+return 'ok'
+"""
+
+# A sender still busy with a chat (a long message in parts, a slow platform) extends its
+# lease, so no second sender starts on the same replies.
+RENEW_REPLIES = """
+local lease, outbox_ready = KEYS[1], KEYS[2]
+local chat, token, now, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('HGET', lease, 'token') ~= token then return 'lost' end
+redis.call('PEXPIRE', lease, lease_ms)
+redis.call('ZADD', outbox_ready, 'XX', now + lease_ms, chat)
+return 'ok'
+"""
+
+# The sender is done with the chat for now: the lease ends, and a chat with replies left is
+# due again when its rate limit and the platform's retry-after (`retry_at`) allow.
+FINISH_REPLIES = """
+local outbox, lease, sent, outbox_ready, owners = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local chat, token, now, limit, window_ms, retry_at =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if redis.call('HGET', lease, 'token') ~= token then return 'lost' end
+redis.call('DEL', lease)
+redis.call('HDEL', owners, chat)
+if redis.call('LLEN', outbox) == 0 then
   redis.call('ZREM', outbox_ready, chat)
-  return 0
+  return 'ok'
 end
 local due = math.max(now, retry_at)
-local count = redis.call('ZCARD', sent)
-if limit > 0 and count >= limit then
-  -- the moment the oldest of the last `limit` sends leaves the window
-  local oldest = redis.call('ZRANGE', sent, count - limit, count - limit, 'WITHSCORES')
-  due = math.max(due, tonumber(oldest[2]) + window_ms)
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window_ms)
+  local count = redis.call('ZCARD', sent)
+  if count >= limit then
+    -- the moment the oldest of the last `limit` sends leaves the window
+    local oldest = redis.call('ZRANGE', sent, count - limit, count - limit, 'WITHSCORES')
+    due = math.max(due, tonumber(oldest[2]) + window_ms)
+  end
 end
 redis.call('ZADD', outbox_ready, due, chat)
-return left
+return 'ok'
+"""
+
+# A sender starting under an identity (platform, host, instance) takes back, in one step
+# per partition, the chats a previous process of that identity held when it died: they are
+# due at once instead of after the dead process's leases run out. Leases of other senders
+# are left alone; owner entries whose lease ran out are dropped. Returns the chats taken.
+RECLAIM_REPLIES = """
+local owners, outbox_ready = KEYS[1], KEYS[2]
+local owner, now, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local taken = 0
+local held = redis.call('HGETALL', owners)
+for i = 1, #held, 2 do
+  local chat = held[i]
+  local lease = prefix .. chat .. ':send-lease'
+  local holder = redis.call('HGET', lease, 'owner')
+  if not holder then
+    redis.call('HDEL', owners, chat)
+  elseif holder == owner then
+    redis.call('DEL', lease)
+    redis.call('HDEL', owners, chat)
+    if redis.call('LLEN', prefix .. chat .. ':outbox') > 0 then
+      redis.call('ZADD', outbox_ready, now, chat)
+      taken = taken + 1
+    else
+      redis.call('ZREM', outbox_ready, chat)
+    end
+  end
+end
+return taken
 """
 
 # A web room's history. The entry's sequence number and its place in the list are taken in

@@ -1,7 +1,9 @@
-"""What the inbox/outbox stores share: limits, results, claims, and the store protocol."""
+"""What the inbox/outbox stores share: limits, results, claims, and the protocols of
+their roles (inbox, outbox, room history, inspection)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -11,20 +13,23 @@ from core.messages import ChatKey, Incoming, Reply
 
 BUSY_TEXT = "I'm still answering {backlog} earlier messages here; please ask again in a minute."
 FAILED_TEXT = "Sorry, I couldn't answer that one."
+SLOW_DOWN_TEXT = "You're asking faster than I can answer; I'll skip your questions for a while."
 
 
 class Enqueued(StrEnum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"  # the platform delivered this message id before
     BUSY = "busy"  # the chat's backlog is full; the asker got a busy reply
-    RATE_LIMITED = "rate_limited"  # this sender sent too much too fast; dropped
+    # This sender sent too much too fast: dropped. The first one dropped in a rate window
+    # gets a short reply saying so (SLOW_DOWN_TEXT); the others get nothing.
+    RATE_LIMITED = "rate_limited"
 
 
 class Outcome(StrEnum):
     OK = "ok"
     RETRY = "retry"  # the responder failed; the message will be tried again
     DEAD = "dead"  # failed too often: dead-lettered, the asker got an apology
-    LOST = "lost"  # the lease had expired and another worker took the chat over
+    LOST = "lost"  # the lease had expired and another worker (or sender) took the chat over
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +68,23 @@ class SendLimits:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A chat's first unsent replies, leased to one sender."""
+    """A chat's first unsent replies, leased to one sender until it finishes them.
+
+    `token` fences the lease: acknowledging, renewing and finishing are refused once the
+    lease has gone to another sender. `sent_at` holds the times (epoch seconds) of the
+    chat's latest sends, as many as its per-chat limit counts.
+    """
 
     chat: ChatKey
     replies: tuple[Reply, ...]
-    recent_sends: int  # messages sent to the chat within the rate window
+    token: str = ""
+    sent_at: tuple[float, ...] = ()
+    lease: float = 60.0  # seconds: how long each claim, ack and renewal holds the chat
+
+    def recent_sends(self, window: float, now: float | None = None) -> int:
+        """Messages sent to the chat within the last `window` seconds."""
+        since = (time.time() if now is None else now) - window
+        return sum(1 for at in self.sent_at if at > since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +96,8 @@ class History:
     entries: tuple[tuple[int, str], ...]
 
 
-class Store(Protocol):
-    """Per-chat inbox, outbox and context; `RedisStore` and `MemoryStore` implement it."""
+class Inbox(Protocol):
+    """Questions and commands in, one chat's at a time: what a `Worker` needs."""
 
     limits: Limits
 
@@ -102,35 +119,52 @@ class Store(Protocol):
 
     async def context(self, chat: ChatKey, thread: str = "") -> list[str]: ...
 
-    async def reset(self, chat: ChatKey, thread: str = "") -> None: ...
+
+class Outbox(Protocol):
+    """Replies out, one sender per chat at a time: what a `Sender` needs."""
 
     async def claim_replies(
-        self, platform: str, max_chats: int, max_replies: int, limits: SendLimits
+        self, platform: str, max_chats: int, max_replies: int, lease: float, owner: str
     ) -> list[Pending]: ...
 
+    async def ack_replies(
+        self, pending: Pending, sent: Sequence[str], messages: int, limits: SendLimits
+    ) -> Outcome: ...
+
+    async def renew_replies(self, pending: Pending) -> Outcome: ...
+
     async def finish_replies(
-        self,
-        chat: ChatKey,
-        sent: Sequence[str],
-        messages: int,
-        limits: SendLimits,
-        retry_at: float = 0.0,
-    ) -> int: ...
+        self, pending: Pending, limits: SendLimits, retry_at: float = 0.0
+    ) -> Outcome: ...
+
+    async def reclaim_replies(self, platform: str, owner: str) -> int: ...
 
     async def wait_for_replies(self, platform: str, timeout: float) -> None: ...
 
-    async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]: ...
-
     async def depth(self, platform: str) -> tuple[int, int]: ...
 
-    async def ping(self) -> None: ...
+
+class RoomHistory(Protocol):
+    """A web room's numbered messages, for people who join or reconnect."""
 
     async def append_history(self, chat: ChatKey, entry: str, keep: int, ttl: float) -> int: ...
 
     async def history(self, chat: ChatKey, after: int = 0) -> History: ...
 
+
+class Inspection(Protocol):
+    """Reading the queue's state: health checks, the web page's indicator, tests."""
+
+    async def ping(self) -> None: ...
+
     async def backlog(self, chat: ChatKey) -> int: ...
 
+    async def replies(self, chat: ChatKey, limit: int = 100) -> list[Reply]: ...
+
     async def dead_letters(self) -> list[dict[str, object]]: ...
+
+
+class Store(Inbox, Outbox, RoomHistory, Inspection, Protocol):
+    """Everything; `RedisStore` and `MemoryStore` implement it."""
 
     async def close(self) -> None: ...

@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import redis.exceptions
-
 from core import telemetry
+from core.errors import StoreAuthError, StoreUnavailable
 from core.messages import EventKind, Reply, ReplyKind
-from core.queue.outage import STORE_DOWN, Outage
-from core.queue.types import Claim, Outcome, Store
+from core.queue.types import Claim, Inbox, Outcome
+from core.retry import Backoff, unless_stopped
 
 log = logging.getLogger("parley.worker")
 
@@ -45,11 +44,11 @@ class WorkerStats:
 
 
 class Worker:
-    """Answers messages from a `Store` with a `Respond` function, batch by batch."""
+    """Answers messages from an `Inbox` with a `Respond` function, batch by batch."""
 
     def __init__(
         self,
-        store: Store,
+        store: Inbox,
         respond: Respond,
         batch_size: int = 32,
         max_wait: float = 0.005,
@@ -59,26 +58,29 @@ class Worker:
         self.respond = respond
         self.batch_size = batch_size
         self.max_wait = max_wait
-        self.idle_timeout = idle_timeout  # also bounds how long a stop request waits
+        self.idle_timeout = idle_timeout  # how often an idle worker looks without a wake-up
         self.stats = WorkerStats()
         self._held: list[Claim] = []
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set; then finish the batch in hand and return."""
-        outage = Outage(log)
+        """Work until `stop` is set; then finish the batch in hand and return.
+
+        Waits out the store being unreachable; raises `StoreAuthError` if it refuses the
+        credentials."""
+        backoff = Backoff(log, "store")
         pause = 0.0  # after a step failed for another reason than the store
         while not stop.is_set():
             try:
                 if not await self.step():
                     # Woken by new work; the timeout also catches retries and expired leases.
-                    await self.store.wait_for_work(self.idle_timeout)
-                outage.over()
+                    await unless_stopped(self.store.wait_for_work(self.idle_timeout), stop)
+                backoff.ok()
                 pause = 0.0
-            except redis.exceptions.AuthenticationError:
+            except StoreAuthError:
                 raise  # a wrong password does not heal by waiting
-            except STORE_DOWN as exc:
-                await outage.wait(exc, stop)
-                self.stats.outages = outage.count
+            except StoreUnavailable as exc:
+                await backoff.wait(exc, stop)
+                self.stats.outages = backoff.outages
             except Exception:
                 # A bug, or data no one expected: the chats in hand go back to the queue
                 # when their leases expire, and the worker goes on with the others.
@@ -128,8 +130,8 @@ class Worker:
         cannot be stored is failed (dead-lettered in the end) so its chat goes on."""
         try:
             return await self.store.complete_all(answers)
-        except STORE_DOWN:
-            raise
+        except (StoreUnavailable, StoreAuthError):
+            raise  # the store's trouble, not these answers': the batch is tried again
         except Exception as exc:
             if len(answers) == 1:
                 return [await self._fail(answers[0][0], "could not store the reply", exc)]
@@ -180,6 +182,6 @@ class Worker:
     async def _release_held(self) -> None:
         for claim in self._held:
             # If the store is down, the lease expires and another worker takes the chat over.
-            with contextlib.suppress(*STORE_DOWN):
+            with contextlib.suppress(StoreUnavailable):
                 await self.store.release(claim)
         self._held = []

@@ -18,7 +18,6 @@ import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 import adapters.slack
-from adapters.egress import RetryAfter, Undeliverable, split_text
 from adapters.slack import (
     RESPONSE_URL_TTL,
     UNAVAILABLE_TEXT,
@@ -35,6 +34,7 @@ from bots.slack import build_slack
 from core.errors import ConfigError, StoreUnavailable
 from core.messages import ChatKey, Incoming, Reply, ReplyKind
 from core.queue.memory_store import MemoryStore
+from core.queue.sender import RetryAfter, Undeliverable, split_text
 from core.queue.types import Enqueued
 from tests.fakes.slack_api import (
     APP_TOKEN,

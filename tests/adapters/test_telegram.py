@@ -15,13 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.exceptions
 from aiohttp import web
 from prometheus_client import REGISTRY
 from telegram import Update
 
-from adapters.base import EMPTY_HELP, RESET_TEXT, Sender
-from adapters.egress import split_text
+from adapters.base import EMPTY_HELP, RESET_TEXT
 from adapters.ops import serve
 from adapters.telegram import WEBHOOK_PATH, TelegramAdapter
 from bots.cli import EX_CONFIG, main
@@ -30,6 +28,7 @@ from bots.telegram import build_telegram
 from core.errors import ConfigError, StoreUnavailable
 from core.messages import ChatKey, EventKind, Incoming, Reply
 from core.queue.memory_store import MemoryStore
+from core.queue.sender import split_text
 from core.queue.types import Enqueued, Limits
 from core.queue.worker import Worker
 from tests.fakes.telegram_api import JSON, WEBHOOK_SECRET, FakeTelegram
@@ -399,20 +398,15 @@ class FlakyStore(MemoryStore):
     """A store whose enqueue fails as an unreachable store would while `down`."""
 
     down = True
-    error: type[Exception] = StoreUnavailable
 
     async def enqueue(self, message: Incoming) -> Enqueued:
         if self.down:
-            raise self.error("Connection refused")
+            raise StoreUnavailable("Connection refused")
         return await super().enqueue(message)
 
 
-@pytest.mark.parametrize("error", [StoreUnavailable, redis.exceptions.ConnectionError])
-async def test_an_update_is_held_while_the_store_is_down(
-    fake: FakeTelegram, error: type[Exception]
-) -> None:
+async def test_an_update_is_held_while_the_store_is_down(fake: FakeTelegram) -> None:
     store = FlakyStore(Limits(sender_rate=0))
-    store.error = error
     async with running(make(fake, store)):
         fake.add_update(message=fake.message(GROUP, ALICE, "@parley_bot are you there?"))
         await asyncio.sleep(0.5)
@@ -698,17 +692,6 @@ def test_private_chats_and_groups_are_paced_by_their_own_limits(
     assert adapter.limits == group  # for whatever does not ask per chat: the stricter
 
 
-def sender_paces_each_chat() -> bool:
-    """Whether the Sender asks its outlet for each chat's limits (`Outlet.limits_for`)."""
-    outlet = getattr(sys.modules[Sender.__module__], "Outlet", None)
-    return hasattr(outlet, "limits_for")
-
-
-@pytest.mark.xfail(
-    not sender_paces_each_chat(),
-    reason="the Sender paces every chat by Outlet.limits until it asks limits_for(chat)",
-    strict=True,
-)
 async def test_a_burst_to_private_chats_and_groups_gets_no_429(store: MemoryStore) -> None:
     people = [11, 12, 13, 14, 15, 16]
     groups = [-1001, -1002, -1003]

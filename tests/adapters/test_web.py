@@ -463,3 +463,44 @@ async def test_deeply_nested_frames_are_refused_after_the_rate_limit(
 def test_importing_the_web_chat_does_not_import_tensorflow() -> None:
     code = "import sys, adapters.web, bots.web; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+async def test_the_chat_waits_out_a_redis_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.queue.redis_store import RedisStore
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "r", appendonly=True).start()
+    store = RedisStore.from_url(server.url)
+    adapter = WebAdapter(store)
+    client = TestClient(TestServer(adapter.make_app()))
+    await client.start_server()
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(adapter.run(stop)),
+        asyncio.create_task(Worker(store, echo, idle_timeout=0.05).run(stop)),
+    ]
+    room = Room(client, adapter)
+    try:
+        ann = await room.join("ann")
+        await ann.say("@parley before?")
+        assert (await ann.bot_reply())["text"] == "re: before? (1 turns)"
+        server.stop()
+        await asyncio.sleep(1.5)
+        assert not any(t.done() for t in tasks)  # waiting, not dead
+        server.start()
+        async with asyncio.timeout(15):
+            while True:  # the page reconnects until the store answers again
+                try:
+                    bob = await room.join("bob")
+                    break
+                except AssertionError:
+                    await asyncio.sleep(0.2)
+        await bob.say("@parley after?")
+        assert (await bob.bot_reply(timeout=15))["text"] == "re: after? (3 turns)"
+        assert not any(t.done() for t in tasks)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+        await store.close()
+        server.stop()

@@ -275,3 +275,28 @@ def test_index_builds_the_reply_index_and_persona(tiny_model: Path, tmp_path: Pa
     assert "Kim" in answer.stdout  # the persona, with the bot's name
     broken = run_cli("index", str(tmp_path / "nothing-here"))
     assert broken.returncode != 0 and "parley.json" in broken.stderr
+
+
+def test_a_wrong_redis_password_stops_an_adapter_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    from tests.redis_server import RedisServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = RedisServer(tmp_path / "r", password="s3cret").start()
+    try:
+        env = {
+            "PARLEY_REDIS_URL": f"{server.url}?password=wrong",
+            "PARLEY_WEB_PORT": str(port),
+            "PARLEY_HTTP_HOST": "127.0.0.1",
+        }
+        result = run_cli("web", env=env, timeout=60)
+    finally:
+        server.stop()
+    assert result.returncode == EX_CONFIG, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "parley: configuration error: PARLEY_REDIS_URL: Redis refused the password"
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from core.messages import ChatKey, EventKind, Incoming, Reply, ReplyKind
 from core.queue.memory_store import MemoryStore
-from core.queue.types import Enqueued, History, Limits, Outcome, SendLimits
+from core.queue.types import SLOW_DOWN_TEXT, Enqueued, History, Limits, Outcome, SendLimits
 
 A = ChatKey("telegram", "-100")
 B = ChatKey("slack", "C42")
@@ -154,7 +154,8 @@ async def test_context_is_kept_per_thread_capped_and_reset(store) -> None:  # ty
         "re question 2",
     ]
     assert await store.context(A, "other") == []
-    await store.reset(A, "t1")
+    await store.enqueue(command(A, 9, EventKind.RESET, thread="t1"))
+    await serve_all(store)
     assert await store.context(A, "t1") == []
 
 
@@ -180,64 +181,123 @@ async def answered(store, chat: ChatKey, count: int) -> None:  # type: ignore[no
 SEND = SendLimits(per_chat=3, window=0.5, lease=0.3)
 
 
+async def claim_replies(
+    store, platform: str, max_chats: int = 10, max_replies: int = 10, owner: str = "sender-1"
+):  # type: ignore[no-untyped-def]
+    return await store.claim_replies(platform, max_chats, max_replies, SEND.lease, owner)
+
+
+async def sent(store, pending, replies=None) -> None:  # type: ignore[no-untyped-def]
+    """The platform accepted `replies` (all of `pending`'s), one message each."""
+    for reply in pending.replies if replies is None else replies:
+        assert await store.ack_replies(pending, [reply.in_reply_to], 1, SEND) == Outcome.OK
+
+
 async def test_a_sender_leases_a_chats_replies_and_acks_what_was_sent(store) -> None:  # type: ignore[no-untyped-def]
     await answered(store, A, 3)
     await answered(store, B, 1)
-    (pending,) = await store.claim_replies("telegram", 10, 2, SEND)
-    assert pending.chat == A and pending.recent_sends == 0
+    (pending,) = await claim_replies(store, "telegram", max_replies=2)
+    assert pending.chat == A and pending.recent_sends(SEND.window) == 0 and pending.token
     assert [r.text for r in pending.replies] == ["re question 0", "re question 1"]
-    assert await store.claim_replies("telegram", 10, 2, SEND) == []  # leased
-    left = await store.finish_replies(A, [r.in_reply_to for r in pending.replies], 2, SEND)
-    assert left == 1
-    (pending,) = await store.claim_replies("telegram", 10, 10, SEND)
+    assert await claim_replies(store, "telegram", max_replies=2) == []  # leased
+    await sent(store, pending)
+    assert [r.text for r in await store.replies(A)] == ["re question 2"]  # acked at once
+    assert await claim_replies(store, "telegram") == []  # still leased until finished
+    assert await store.finish_replies(pending, SEND) == Outcome.OK
+    (pending,) = await claim_replies(store, "telegram")
     assert [r.text for r in pending.replies] == ["re question 2"]
-    assert pending.recent_sends == 2
-    assert await store.finish_replies(A, [pending.replies[0].in_reply_to], 1, SEND) == 0
-    assert await store.replies(A) == [] and await store.claim_replies("telegram", 9, 9, SEND) == []
-    (slack,) = await store.claim_replies("slack", 10, 10, SEND)
+    assert pending.recent_sends(SEND.window) == 2
+    await sent(store, pending)
+    assert await store.finish_replies(pending, SEND) == Outcome.OK
+    assert await store.replies(A) == [] and await claim_replies(store, "telegram") == []
+    (slack,) = await claim_replies(store, "slack")
     assert slack.chat == B
 
 
 async def test_a_chat_over_its_rate_limit_is_due_when_the_window_allows(store) -> None:  # type: ignore[no-untyped-def]
     await answered(store, A, 5)
-    (pending,) = await store.claim_replies("telegram", 10, 3, SEND)
-    await store.finish_replies(A, [r.in_reply_to for r in pending.replies], 3, SEND)
-    assert await store.claim_replies("telegram", 10, 10, SEND) == []  # 3 sent in 0.5 s
+    (pending,) = await claim_replies(store, "telegram", max_replies=3)
+    await sent(store, pending)
+    await store.finish_replies(pending, SEND)
+    assert await claim_replies(store, "telegram") == []  # 3 sent in 0.5 s
     await asyncio.sleep(0.55)
-    (pending,) = await store.claim_replies("telegram", 10, 10, SEND)
+    (pending,) = await claim_replies(store, "telegram")
     assert [r.text for r in pending.replies] == ["re question 3", "re question 4"]
-    assert pending.recent_sends == 0
+    assert pending.recent_sends(SEND.window) == 0
+
+
+async def test_only_the_sends_a_rate_limit_counts_are_kept(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 8)
+    (pending,) = await claim_replies(store, "telegram")
+    await sent(store, pending, pending.replies[:6])
+    await asyncio.sleep(0.35)  # the lease runs out, the sends are still in their window
+    (pending,) = await claim_replies(store, "telegram")
+    assert len(pending.sent_at) == SEND.per_chat  # the latest three of six
+    assert pending.recent_sends(SEND.window) == 3
+    assert [r.text for r in pending.replies] == ["re question 6", "re question 7"]
 
 
 async def test_retry_after_defers_only_that_chat(store) -> None:  # type: ignore[no-untyped-def]
-    await answered(store, A, 1)
-    await answered(store, ChatKey("telegram", "-200"), 1)
-    first = await store.claim_replies("telegram", 10, 10, SEND)
-    assert len(first) == 2
-    now = time.time()
-    await store.finish_replies(A, [], 0, SEND, retry_at=now + 0.4)
     other = ChatKey("telegram", "-200")
-    await store.finish_replies(other, [], 0, SEND)
-    (again,) = await store.claim_replies("telegram", 10, 10, SEND)
+    await answered(store, A, 1)
+    await answered(store, other, 1)
+    first = {p.chat: p for p in await claim_replies(store, "telegram")}
+    assert set(first) == {A, other}
+    await store.finish_replies(first[A], SEND, retry_at=time.time() + 0.4)
+    await store.finish_replies(first[other], SEND)
+    (again,) = await claim_replies(store, "telegram")
     assert again.chat == other
-    await store.finish_replies(other, [again.replies[0].in_reply_to], 1, SEND)
+    await sent(store, again)
+    await store.finish_replies(again, SEND)
     await asyncio.sleep(0.45)
-    (later,) = await store.claim_replies("telegram", 10, 10, SEND)
+    (later,) = await claim_replies(store, "telegram")
     assert later.chat == A and len(later.replies) == 1
 
 
 async def test_a_dead_senders_lease_runs_out_and_its_late_ack_pops_nothing(store) -> None:  # type: ignore[no-untyped-def]
     await answered(store, A, 2)
-    (stale,) = await store.claim_replies("telegram", 10, 10, SEND)
+    (stale,) = await claim_replies(store, "telegram")
     await asyncio.sleep(0.35)
-    (taken,) = await store.claim_replies("telegram", 10, 10, SEND)
-    ids = [r.in_reply_to for r in taken.replies]
-    assert await store.finish_replies(A, ids, 1, SEND) == 0
+    (taken,) = await claim_replies(store, "telegram", owner="sender-2")
+    await sent(store, taken)
+    assert await store.finish_replies(taken, SEND) == Outcome.OK
     await store.enqueue(dataclasses.replace(msg(A, 9), kind=EventKind.HELP, answer="later"))
     (help_claim,) = await store.claim(10)
     await store.complete(help_claim, Reply.to(help_claim.message, "later"))
-    assert await store.finish_replies(A, [r.in_reply_to for r in stale.replies], 1, SEND) == 1
+    ids = [r.in_reply_to for r in stale.replies]
+    assert await store.ack_replies(stale, ids, 1, SEND) == Outcome.LOST
+    assert await store.finish_replies(stale, SEND) == Outcome.LOST
     assert [r.text for r in await store.replies(A)] == ["later"]
+
+
+async def test_renewing_keeps_a_chat_from_other_senders(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 1)
+    (pending,) = await claim_replies(store, "telegram")
+    for _ in range(3):  # 0.6 s in all, twice the lease
+        await asyncio.sleep(0.2)
+        assert await store.renew_replies(pending) == Outcome.OK
+        assert await claim_replies(store, "telegram", owner="sender-2") == []
+    await asyncio.sleep(0.35)  # not renewed: gone
+    assert await store.renew_replies(pending) == Outcome.LOST
+    (taken,) = await claim_replies(store, "telegram", owner="sender-2")
+    assert taken.token != pending.token
+
+
+async def test_a_restarted_sender_takes_back_only_its_own_chats(store) -> None:  # type: ignore[no-untyped-def]
+    other = ChatKey("telegram", "-200")
+    await answered(store, A, 2)
+    (mine,) = await claim_replies(store, "telegram", max_chats=1, owner="telegram@here")
+    await answered(store, other, 1)
+    (theirs,) = await claim_replies(store, "telegram", owner="telegram@there")
+    assert (mine.chat, theirs.chat) == (A, other)
+    await store.ack_replies(mine, [mine.replies[0].in_reply_to], 1, SEND)
+    # the process died here; the same adapter starts again on this host
+    assert await store.reclaim_replies("telegram", "telegram@here") == 1
+    (again,) = await claim_replies(store, "telegram", owner="telegram@here")
+    assert again.chat == A and [r.text for r in again.replies] == ["re question 1"]
+    assert await store.ack_replies(mine, [], 0, SEND) == Outcome.LOST  # the old process's
+    assert await store.renew_replies(theirs) == Outcome.OK  # another host's: untouched
+    assert await store.reclaim_replies("slack", "telegram@here") == 0
 
 
 def command(chat: ChatKey, n: int, kind: EventKind, thread: str = "") -> Incoming:
@@ -371,3 +431,90 @@ async def test_the_memory_store_forgets_the_least_recently_used_quiet_chats() ->
     assert (await store.history(ChatKey("web", "room0"))).last == 0  # forgotten
     [claim] = await store.claim(10)
     assert claim.message == busy  # a chat with a queued message is never forgotten
+
+
+async def test_a_stale_sender_changes_nothing_in_a_chat_another_sender_holds(store) -> None:  # type: ignore[no-untyped-def]
+    await answered(store, A, 2)
+    (stale,) = await claim_replies(store, "telegram")
+    await asyncio.sleep(0.35)  # the first sender stalled past its lease
+    (taken,) = await claim_replies(store, "telegram", owner="sender-2")
+    assert taken.replies == stale.replies
+    # The stalled sender wakes up and records what it sent: the chat is not its own any more.
+    ids = [r.in_reply_to for r in stale.replies]
+    assert await store.ack_replies(stale, ids, 2, SEND) == Outcome.LOST
+    assert await store.renew_replies(stale) == Outcome.LOST
+    assert await store.finish_replies(stale, SEND) == Outcome.LOST
+    assert [r.text for r in await store.replies(A)] == ["re question 0", "re question 1"]
+    assert await claim_replies(store, "telegram") == []  # still the second's
+    assert await store.ack_replies(taken, ids[:1], 1, SEND) == Outcome.OK
+
+
+async def test_a_sender_over_the_rate_is_told_once_per_window(store) -> None:  # type: ignore[no-untyped-def]
+    with_limits(store, sender_rate=2, rate_window=0.4)
+    got = [await store.enqueue(msg(A, n, sender="flood")) for n in range(5)]
+    assert got == [Enqueued.QUEUED] * 2 + [Enqueued.RATE_LIMITED] * 3
+    assert await store.enqueue(msg(A, 9, sender="calm")) == Enqueued.QUEUED
+    told = await store.replies(A)
+    assert [(r.in_reply_to, r.asker) for r in told] == [("-100-2", "flood")]  # once, not 3 times
+    assert told[0].kind is ReplyKind.SLOW_DOWN and told[0].text == SLOW_DOWN_TEXT
+    await asyncio.sleep(0.45)  # a new window
+    got = [await store.enqueue(msg(A, n, sender="flood")) for n in range(10, 14)]
+    assert got == [Enqueued.QUEUED] * 2 + [Enqueued.RATE_LIMITED] * 2
+    assert [r.in_reply_to for r in await store.replies(A)] == ["-100-2", "-100-12"]
+
+
+async def test_an_unreachable_redis_raises_store_unavailable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.errors import StoreUnavailable
+    from core.queue.redis_store import RedisStore
+
+    store = RedisStore.from_url(f"unix://{tmp_path}/no-server.sock")
+    calls = [
+        store.enqueue(msg(A, 1)),
+        store.claim(10),
+        store.wait_for_work(0.1),
+        store.context(A),
+        claim_replies(store, "telegram"),
+        store.wait_for_replies("telegram", 0.1),
+        store.depth("telegram"),
+        store.history(ROOM),
+        store.append_history(ROOM, "x", 10, 60),
+        store.backlog(A),
+        store.ping(),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailable):
+            await call
+    await store.close()
+
+
+async def test_a_cluster_moving_a_slot_is_an_outage_not_a_crash(redis_store) -> None:  # type: ignore[no-untyped-def]
+    import redis.exceptions
+
+    from core.errors import StoreUnavailable
+
+    async def moved(*args: object, **kwargs: object) -> None:
+        raise redis.exceptions.MovedError("3999 127.0.0.1:6381")
+
+    redis_store._scripts["CLAIM"] = moved
+    await redis_store.enqueue(msg(A, 1))
+    with pytest.raises(StoreUnavailable):
+        await redis_store.claim(10)
+
+
+async def test_the_memory_store_forgets_what_redis_would_let_expire() -> None:
+    limits = Limits(sender_rate=5, rate_window=0.5, dedup_window=0.5, context_ttl=0.5)
+    store = MemoryStore(limits, sweep_every=0.1)
+    send = SendLimits(per_chat=3, window=0.5, lease=5)
+    for c in range(50):
+        chat = ChatKey("web", f"room{c}")
+        await answered(store, chat, 2)
+        (pending,) = await store.claim_replies("web", 1, 10, send.lease, "web@here")
+        await store.ack_replies(pending, [r.in_reply_to for r in pending.replies], 1, send)
+        await store.finish_replies(pending, send)
+        assert await store.context(chat)
+    await store.context(ChatKey("web", "never"))  # reading creates nothing
+    assert len(store._chats) == 50
+    await asyncio.sleep(0.6)  # contexts, rate counters, seen ids and send times expired
+    await store.enqueue(msg(B, 1))  # the next call sweeps
+    assert list(store._chats) == [B]
+    assert await store.depth("web") == (1, 0)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -306,7 +307,35 @@ async def test_idle_worker_is_woken_by_new_work(kind: str, redis_server) -> None
     await asyncio.sleep(0.3)  # the worker is idle, waiting
     await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "hello?", "x1"))
     await until_answered(worker, 1)
-    stop.set()
-    await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "bye", "x2"))  # wakes it to stop
+    await asyncio.sleep(0.2)  # idle again
+    started = time.monotonic()
+    stop.set()  # stopping does not wait for the idle timeout
     await asyncio.wait_for(task, 10)
+    assert time.monotonic() - started < 1
     await store.close()
+
+
+class FailingStore(MemoryStore):
+    """Completing fails with an OSError of the process's own (a full disk, a permission),
+    which is no store outage: the message fails like any other error, and goes on."""
+
+    async def complete_all(self, answers):  # type: ignore[no-untyped-def]
+        raise PermissionError("not the store's")
+
+
+async def test_an_oserror_that_is_not_the_stores_is_not_waited_out_forever() -> None:
+    store = FailingStore(dataclasses.replace(LIMITS, max_attempts=2))
+    await store.enqueue(Incoming(ChatKey("web", "lobby"), "ann", "hello?", "x1"))
+    worker = Worker(store, echo, idle_timeout=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            while not await store.dead_letters():
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert worker.stats.outages == 0
+    [dead] = await store.dead_letters()
+    assert "PermissionError" in str(dead["error"])
