@@ -32,8 +32,8 @@ from bots.settings import load_settings
 from bots.telegram import build_telegram
 from core.queue.redis_store import RedisStore
 from core.queue.types import Limits
-from tests.fakes.telegram_api import FakeTelegram
-from tests.redis_server import RedisServer
+from support.fakes.telegram_api import FakeTelegram
+from support.redis_server import RedisServer
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=5)
 QUESTIONS = [

@@ -42,9 +42,9 @@ from typing import Any
 import aiohttp
 
 from bench.common import machine, pct, table
-from tests.fakes.slack_api import SIGNING_SECRET, FakeSlack, mention_callback, signed_headers
-from tests.fakes.telegram_api import WEBHOOK_SECRET, FakeTelegram
-from tests.redis_server import RedisServer
+from support.fakes.slack_api import SIGNING_SECRET, FakeSlack, mention_callback, signed_headers
+from support.fakes.telegram_api import WEBHOOK_SECRET, FakeTelegram
+from support.redis_server import RedisServer
 
 PARLEY = Path(sys.executable).parent / "parley"
 HOST = "127.0.0.1"

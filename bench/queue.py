@@ -29,7 +29,7 @@ from bench.common import DEFAULT_MODEL, REPO, machine, pct, table
 from core.messages import ChatKey, Incoming
 from core.queue.redis_store import RedisStore
 from core.queue.types import Limits, SendLimits
-from tests.redis_server import RedisServer
+from support.redis_server import RedisServer
 
 LIMITS = Limits(backlog=100_000, sender_rate=0)
 

@@ -101,7 +101,7 @@ def untrained_responder(tiny_model: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A redis-server of our own on a unix socket, for the whole run."""
-    from tests.redis_server import RedisServer
+    from support.redis_server import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
@@ -136,7 +136,7 @@ class _Everything(logging.Handler):
 def no_secret_is_ever_logged() -> Iterator[None]:
     """Every log line of the whole run, at DEBUG, is searched for the tests' tokens and
     secrets at the end: none may appear (the run fails in teardown if one does)."""
-    from tests.fakes import slack_api, telegram_api
+    from support.fakes import slack_api, telegram_api
 
     secrets = [
         telegram_api.TOKEN,

@@ -36,7 +36,7 @@ from core.messages import ChatKey, Incoming, Reply, ReplyKind
 from core.queue.memory_store import MemoryStore
 from core.queue.sender import RetryAfter, Undeliverable, split_text
 from core.queue.types import Enqueued
-from tests.fakes.slack_api import (
+from support.fakes.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,
     BOT_USER,

@@ -31,7 +31,7 @@ from core.queue.memory_store import MemoryStore
 from core.queue.sender import split_text
 from core.queue.types import Enqueued, Limits
 from core.queue.worker import Worker
-from tests.fakes.telegram_api import JSON, WEBHOOK_SECRET, FakeTelegram
+from support.fakes.telegram_api import JSON, WEBHOOK_SECRET, FakeTelegram
 
 GROUP, OTHER_GROUP = -1001, -1002
 ALICE = FakeTelegram.user(11, "alice")

@@ -467,7 +467,7 @@ def test_importing_the_web_chat_does_not_import_tensorflow() -> None:
 
 async def test_the_chat_waits_out_a_redis_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from core.queue.redis_store import RedisStore
-    from tests.redis_server import RedisServer
+    from support.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "r", appendonly=True).start()
     store = RedisStore.from_url(server.url)

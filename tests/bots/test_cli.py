@@ -280,7 +280,7 @@ def test_index_builds_the_reply_index_and_persona(tiny_model: Path, tmp_path: Pa
 def test_a_wrong_redis_password_stops_an_adapter_with_one_line(tmp_path: Path) -> None:
     import socket
 
-    from tests.redis_server import RedisServer
+    from support.redis_server import RedisServer
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from bots.cli import EX_CONFIG
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.telegram_api import FakeTelegram
+from support.fakes.slack_api import FakeSlack
+from support.fakes.telegram_api import FakeTelegram
 
 
 def free_port() -> int:

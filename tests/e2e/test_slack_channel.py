@@ -12,7 +12,7 @@ import pytest
 from core.model.responder import Responder
 from core.queue.redis_store import RedisStore
 from core.queue.types import SendLimits
-from tests.fakes.slack_api import FakeSlack, command_payload, slack_rig
+from support.fakes.slack_api import FakeSlack, command_payload, slack_rig
 
 QUESTIONS = ["how is the weather", "what did you eat", "what music do you like"]
 

@@ -17,8 +17,8 @@ from bots.telegram import build_telegram
 from core.queue.redis_store import RedisStore
 from core.queue.types import Limits
 from core.queue.worker import Worker
+from support.fakes.telegram_api import FakeTelegram
 from tests.conftest import QUESTIONS
-from tests.fakes.telegram_api import FakeTelegram
 
 GROUP = -1001234567890
 PEOPLE = 10

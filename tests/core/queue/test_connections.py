@@ -14,8 +14,8 @@ from core.errors import StoreAuthError
 from core.messages import ChatKey, Incoming
 from core.queue.redis_store import RedisStore
 from core.queue.worker import Worker
+from support.redis_server import RedisServer
 from tests.core.queue.helpers import until_answered
-from tests.redis_server import RedisServer
 
 
 def free_port() -> int:

@@ -315,7 +315,7 @@ async def test_each_chat_gets_the_rate_its_kind_allows() -> None:
 
 async def test_a_sender_waits_out_a_redis_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from core.queue.redis_store import RedisStore
-    from tests.redis_server import RedisServer
+    from support.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "r", appendonly=True).start()
     store = RedisStore.from_url(server.url, Limits(sender_rate=0))

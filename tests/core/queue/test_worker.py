@@ -18,8 +18,8 @@ from core.queue.memory_store import MemoryStore
 from core.queue.redis_store import RedisStore
 from core.queue.types import Limits, Outcome
 from core.queue.worker import Worker
+from support.redis_server import RedisServer
 from tests.core.queue.helpers import until_answered
-from tests.redis_server import RedisServer
 
 LIMITS = Limits(backlog=100_000, sender_rate=0, retry_delay=0)
 
