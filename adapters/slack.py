@@ -541,6 +541,8 @@ class SlackAdapter(Adapter):
 
     async def send(self, replies: Sequence[Reply]) -> None:
         for reply in replies:
+            if reply.reply_to and reply.kind is ReplyKind.SLOW_DOWN:
+                continue  # the command's ack already told the asker, privately
             if reply.reply_to:
                 await self._answer_command(reply)
             else:

@@ -328,9 +328,19 @@ async def test_a_sender_over_the_rate_is_told_privately(fake: FakeSlack) -> None
     from core.queue.types import Limits
 
     store = MemoryStore(Limits(sender_rate=1))
+    second_url = fake.response_url()
     async with slack_rig(fake, store, respond=None) as rig:
         first = await rig.caller.command(command_payload("one", fake.response_url()))
-        second = await rig.caller.command(command_payload("two", fake.response_url()))
+        second = await rig.caller.command(command_payload("two", second_url))
+        # the store's one slow-down reply of the window is the ack's: it is not sent again
+        (slow_down,) = await store.replies(C1)
+        assert slow_down.kind is ReplyKind.SLOW_DOWN
+        for _ in range(100):
+            if not await store.replies(C1):
+                break
+            await asyncio.sleep(0.05)
+        assert await store.replies(C1) == []
+    assert fake.posted_to(second_url) == [] and fake.messages == []
     assert first == (200, "")
     assert second[0] == 200
     assert json.loads(second[1]) == {
