@@ -391,10 +391,14 @@ class MemoryStore:
                 recent = [t for t in chat.sent if t > now - limits.window] + [now] * messages
                 chat.sent = recent[-limits.per_chat :]
                 chat.sent_until = now + limits.window
-            chat.send_until = now + pending.lease
-            if pending.chat in self._outbox_due:
-                self._outbox_due[pending.chat] = chat.send_until
+            self._extend_send(pending, chat, now)
             return Outcome.OK
+
+    def _extend_send(self, pending: Pending, chat: _Chat, now: float) -> None:
+        """The sender holding the chat keeps it for another lease."""
+        chat.send_until = now + pending.lease
+        if pending.chat in self._outbox_due:
+            self._outbox_due[pending.chat] = chat.send_until
 
     async def renew_replies(self, pending: Pending) -> Outcome:
         now = time.time()
@@ -402,9 +406,7 @@ class MemoryStore:
             chat = self._holds_send(pending, now)
             if chat is None:
                 return Outcome.LOST
-            chat.send_until = now + pending.lease
-            if pending.chat in self._outbox_due:
-                self._outbox_due[pending.chat] = chat.send_until
+            self._extend_send(pending, chat, now)
             return Outcome.OK
 
     async def finish_replies(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,6 +47,7 @@ from support.fakes.slack_api import (
     signed_headers,
     slack_rig,
 )
+from support.probes import closed_port, health_until
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -465,23 +465,6 @@ async def test_refused_tokens_stop_the_start(fake: FakeSlack, store: MemoryStore
     with pytest.raises(SlackAuthError, match="bot token"):
         await asyncio.wait_for(bad_bot.run(asyncio.Event()), 5)
     assert [c[0] for c in fake.calls].count("auth.test") == 3  # once each
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def health_until(adapter: SlackAdapter, done: Callable[[str | None], bool]) -> str | None:
-    """Poll `adapter.health()` until `done` holds for it (5 s at most)."""
-    for _ in range(250):
-        reason = await adapter.health()
-        if done(reason):
-            return reason
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"health stayed {reason!r}")
 
 
 @pytest.mark.parametrize("mode", ["http", "socket"])

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from core.queue.sender import split_text
 from core.queue.types import Enqueued, Limits
 from core.queue.worker import Worker
 from support.fakes.telegram_api import JSON, WEBHOOK_SECRET, FakeTelegram
+from support.probes import closed_port, health_until
 
 GROUP, OTHER_GROUP = -1001, -1002
 ALICE = FakeTelegram.user(11, "alice")
@@ -59,23 +59,6 @@ def make(
     adapter.poll_backoff = (0.05, 0.2)
     adapter.start_backoff = (0.05, 0.2)
     return adapter
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def health_until(adapter: TelegramAdapter, done: Callable[[str | None], bool]) -> str | None:
-    """Poll `adapter.health()` until `done` holds for it (5 s at most)."""
-    for _ in range(250):
-        reason = await adapter.health()
-        if done(reason):
-            return reason
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"health stayed {reason!r}")
 
 
 def echo(contexts: Sequence[Sequence[str]]) -> list[str]:
