@@ -30,6 +30,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -112,6 +113,20 @@ TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
 RESPONSE_URL = re.compile(r"https?://[!-~]{1,1000}")
 
 _MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+@dataclass(frozen=True)
+class HttpMode:
+    """Slack posts events and commands to us; requests are signed with `signing_secret`."""
+
+    signing_secret: str
+
+
+@dataclass(frozen=True)
+class SocketMode:
+    """We connect to Slack over a websocket, opened with the xapp- `app_token`."""
+
+    app_token: str
 
 
 class SlackAuthError(ConfigError):
@@ -272,9 +287,7 @@ class SlackAdapter(Adapter):
         store: Store,
         *,
         bot_token: str,
-        signing_secret: str = "",
-        app_token: str = "",
-        mode: Literal["http", "socket"] = "http",
+        ingress: HttpMode | SocketMode,
         command: str = "/ask",
         reset_verb: str = "reset",
         api_url: str = DEFAULT_API_URL,
@@ -286,21 +299,18 @@ class SlackAdapter(Adapter):
         super().__init__(
             store, limits=limits or SEND_LIMITS, max_chars=max_chars, concurrency=concurrency
         )
-        if mode == "http" and not signing_secret:
-            raise ConfigError("Slack HTTP mode needs the signing secret")
-        if mode == "socket" and not app_token:
-            raise ConfigError("Slack Socket Mode needs an app-level token")
         for name in LIBRARY_LOGGERS:  # before the app exists: bolt copies the levels then
             library_logger(name)
-        self.mode = mode
+        self.mode: Literal["http", "socket"] = "http" if isinstance(ingress, HttpMode) else "socket"
         self.command = command
         self.reset_verb = reset_verb.lower()
         self.timeout = timeout
         self.body_timeout = BODY_TIMEOUT  # seconds a request's body may take to arrive
         self.bot_user_id = ""
         # HTTP mode checks signatures itself too, to refuse a forged request before bolt parses it.
+        signing_secret = ingress.signing_secret if isinstance(ingress, HttpMode) else ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
-        self._app_token = app_token
+        self._app_token = ingress.app_token if isinstance(ingress, SocketMode) else ""
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._writes: set[asyncio.Task[Enqueued]] = set()  # queue writes outliving an ack
@@ -316,7 +326,7 @@ class SlackAdapter(Adapter):
             signing_secret=signing_secret,
             # Listeners run before the response, so the ack follows the queue write.
             process_before_response=True,
-            request_verification_enabled=mode == "http",  # Socket Mode has no signatures
+            request_verification_enabled=self.mode == "http",  # Socket Mode has no signatures
             name=BOLT_LOGGER,
             logger=logging.getLogger(BOLT_LOGGER),
         )

@@ -25,7 +25,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from aiohttp import web
 from telegram import Bot, Chat, Message, MessageEntity, ReplyParameters, Update, User
@@ -74,6 +74,13 @@ PRIVATE_HELP = (
 QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "telegram": logging.INFO}
 
 
+class Webhook(NamedTuple):
+    """Webhook mode: the public HTTPS URL Telegram posts to, and the secret it sends."""
+
+    url: str
+    secret: str
+
+
 def quiet_library_loggers() -> None:
     """Raise the HTTP libraries' loggers to where they no longer log URLs or parameters."""
     for name, level in QUIET_LOGGERS.items():
@@ -100,9 +107,7 @@ class TelegramAdapter(Adapter):
         store: Store,
         token: str,
         *,
-        mode: Literal["polling", "webhook"] = "polling",
-        webhook_url: str | None = None,
-        webhook_secret: str | None = None,
+        webhook: Webhook | None = None,
         api_url: str = DEFAULT_API_URL,
         allowed_chats: Iterable[int] = (),
         group_rate: int = 20,
@@ -121,15 +126,12 @@ class TelegramAdapter(Adapter):
             max_chars=max_chars,
             global_rate=global_rate,
         )
-        if mode == "webhook" and not (webhook_url and webhook_secret):
-            raise ConfigError("webhook mode needs a webhook URL and a secret")
         quiet_library_loggers()  # before the Bot exists: its constructor logs the URL
-        self.mode = mode
-        self.webhook_url = webhook_url
+        self.hook = webhook  # None: long polling
         self.allowed_chats = frozenset(allowed_chats)
         self.poll_timeout = poll_timeout
-        self._secrets = [s for s in (token, webhook_secret) if s]
-        self._secret = (webhook_secret or "").encode()
+        self._secrets = [token, *([webhook.secret] if webhook else [])]
+        self._secret = webhook.secret.encode() if webhook else b""
         self.bot = Bot(
             token,
             base_url=f"{api_url.rstrip('/')}/bot",
@@ -142,6 +144,10 @@ class TelegramAdapter(Adapter):
         self._store_backoff = Backoff(log, "store")
         self._migrated: dict[str, str] = {}  # old group id: its supergroup's id
 
+    @property
+    def mode(self) -> Literal["polling", "webhook"]:
+        return "polling" if self.hook is None else "webhook"
+
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -152,10 +158,9 @@ class TelegramAdapter(Adapter):
         try:
             await self.bot.initialize()  # getMe: checks the token, tells us who we are
             self.me = self.bot.bot
-            if self.mode == "webhook":
-                assert self.webhook_url
+            if self.hook is not None:
                 await self.bot.set_webhook(
-                    self.webhook_url,
+                    self.hook.url,
                     secret_token=self._secret.decode(),
                     allowed_updates=ALLOWED_UPDATES,
                 )
@@ -170,7 +175,7 @@ class TelegramAdapter(Adapter):
                 raise
             raise ParleyError(f"Telegram Bot API: {self._mask(str(exc))}") from None
         log.info("Telegram bot @%s (id %d), %s mode", self.me.username, self.me.id, self.mode)
-        if self.mode == "polling":
+        if self.hook is None:
             self._poller = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
@@ -205,7 +210,7 @@ class TelegramAdapter(Adapter):
 
     def add_routes(self, app: web.Application) -> None:
         """The webhook receiver (webhook mode only)."""
-        if self.mode == "webhook":
+        if self.hook is not None:
             app.router.add_post(WEBHOOK_PATH, self.webhook)
 
     # -- ingress ------------------------------------------------------------------------------

@@ -122,7 +122,9 @@ async def telegram(n: int) -> list[float]:
         out = []
         try:
             async with FakeTelegram() as fake:
-                settings = load_settings(telegram_token=fake.token, telegram_api_url=fake.api_url)
+                settings = load_settings(
+                    telegram_token=fake.token, telegram_api_url=fake.api_url
+                ).telegram(shared_queue=False)
                 adapter, _ = build_telegram(settings, store)
                 stop = asyncio.Event()
                 task = asyncio.create_task(adapter.run(stop))

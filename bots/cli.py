@@ -10,13 +10,15 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from bots.logs import setup_logging
 from bots.settings import BUNDLED_MODEL, Settings, load_settings
 from core.errors import ConfigError, ParleyError, TrainingInterrupted, VocabularyTooSmall
 from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
+
+View = TypeVar("View")
 
 # sysexits' EX_CONFIG: the units do not restart a process that exits with it.
 EX_CONFIG = 78
@@ -239,16 +241,18 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
     return responder
 
 
-def _run_service(role: str | None, run: Callable[[Settings], Coroutine[Any, Any, None]]) -> int:
-    """Settings (and what `role` requires) checked before anything loads, then logging,
-    then the process's loop until SIGTERM or SIGINT."""
+def _run_service(
+    role: Callable[[Settings], View], run: Callable[[View], Coroutine[Any, Any, None]]
+) -> int:
+    """The settings and the process's view of them (`role`, which names every missing
+    setting at once) checked before anything loads, then logging, then the process's loop
+    until SIGTERM or SIGINT."""
     import asyncio
 
     settings = load_settings()
-    if role is not None:
-        settings.require(role)
+    view = role(settings)
     setup_logging(settings)
-    asyncio.run(run(settings))
+    asyncio.run(run(view))
     return 0
 
 
@@ -258,13 +262,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     model = args.model or load_settings().model
     artifact.read_meta(model)  # a bad model fails now, not after the page is up
-    return _run_service(None, lambda settings: serve(settings, lambda: _responder(model, args)))
+    # its own worker answers: the embedded store will do, Redis is used when set
+    return _run_service(
+        lambda settings: settings.web(shared_queue=False),
+        lambda web: serve(web, lambda: _responder(model, args)),
+    )
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     from bots.web import serve
 
-    return _run_service("web", lambda settings: serve(settings, None))
+    return _run_service(Settings.web, lambda web: serve(web, None))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -393,20 +401,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from bots.worker import serve_worker
 
     return _run_service(
-        "worker", lambda settings: serve_worker(settings, lambda: _responder(args.model, args))
+        Settings.worker, lambda worker: serve_worker(worker, lambda: _responder(args.model, args))
     )
 
 
 def cmd_telegram(args: argparse.Namespace) -> int:
     from bots.telegram import serve_telegram
 
-    return _run_service("telegram", serve_telegram)
+    return _run_service(Settings.telegram, serve_telegram)
 
 
 def cmd_slack(args: argparse.Namespace) -> int:
     from bots.slack import serve_slack
 
-    return _run_service("slack", serve_slack)
+    return _run_service(Settings.slack, serve_slack)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -415,10 +423,18 @@ def cmd_config(args: argparse.Namespace) -> int:
     settings = load_settings(**({"_env_file": args.env_file} if args.env_file else {}))
     print("\n".join(settings.describe()))
     if args.role:
-        settings.require(args.role)
+        ROLES[args.role](settings)
         print(f"# the settings {args.role} needs are set", file=sys.stderr)
     return 0
 
+
+# `parley config check --for ROLE`: each builds the role's view, naming what it lacks.
+ROLES: dict[str, Callable[[Settings], object]] = {
+    "worker": Settings.worker,
+    "web": Settings.web,
+    "telegram": Settings.telegram,
+    "slack": Settings.slack,
+}
 
 COMMANDS = {
     "serve": cmd_serve,

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from adapters.web import WebAdapter
 from bots.service import run_adapter
-from bots.settings import Settings
+from bots.settings import WebSettings
 from core.errors import ConfigError
 from core.queue.types import Store
 from core.queue.worker import Worker
@@ -33,15 +33,15 @@ log = logging.getLogger("parley.web")
 BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
-def room_url(settings: Settings, room: str = "lobby", show_token: bool = False) -> str:
+def room_url(settings: WebSettings, room: str = "lobby", show_token: bool = False) -> str:
     """The address to open; the token itself only when `show_token` (never into a log)."""
     host = settings.http_host
     if host in ("0.0.0.0", "::", ""):  # every address: this machine's own is one of them
         host = "127.0.0.1"
-    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.web_port}/r/{room}"
-    if settings.web_token is not None:
-        token = settings.web_token.get_secret_value()
-        url += f"?token={quote(token, safe='') if show_token else '$PARLEY_WEB_TOKEN'}"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/r/{room}"
+    if settings.token is not None:
+        token = quote(settings.token, safe="") if show_token else "$PARLEY_WEB_TOKEN"
+        url += f"?token={token}"
     return url
 
 
@@ -50,17 +50,17 @@ class Chat(WebAdapter):
     the model worker next to the adapter, on the same store and the same stop signal."""
 
     def __init__(
-        self, store: Store, settings: Settings, load: Callable[[], Responder] | None
+        self, store: Store, settings: WebSettings, load: Callable[[], Responder] | None
     ) -> None:
         super().__init__(
             store,
             bot_name=settings.bot_name,
-            max_chars=settings.max_message_chars,
-            history=settings.web_history,
-            max_rooms=settings.web_max_rooms,
-            max_connections=settings.web_max_connections,
-            rate=settings.web_rate,
-            token=settings.web_token.get_secret_value() if settings.web_token else None,
+            max_chars=settings.max_chars,
+            history=settings.history,
+            max_rooms=settings.max_rooms,
+            max_connections=settings.max_connections,
+            rate=settings.rate,
+            token=settings.token,
         )
         self.settings = settings
         self.load = load
@@ -104,8 +104,8 @@ class Chat(WebAdapter):
         self.worker = Worker(
             self.store,
             responder.reply,
-            batch_size=self.settings.worker_batch,
-            max_wait=self.settings.worker_max_wait_ms / 1000,
+            batch_size=self.settings.queue.batch,
+            max_wait=self.settings.queue.max_wait,
         )
         log.info("model %s ready in %.1f s", self.settings.model, time.monotonic() - started)
         print("parley: the bot is ready", flush=True)
@@ -122,10 +122,10 @@ class Chat(WebAdapter):
         return await super().health()
 
 
-async def serve(settings: Settings, load: Callable[[], Responder] | None) -> None:
+async def serve(settings: WebSettings, load: Callable[[], Responder] | None) -> None:
     """Serve the chat until SIGTERM or SIGINT; with `load`, also answer with its model."""
-    adapter = Chat(settings.store(), settings, load)
-    host, port = settings.http_host, settings.web_port
+    adapter = Chat(settings.queue.store(), settings, load)
+    host, port = settings.http_host, settings.port
     try:
         await run_adapter(adapter, host, port, adapter.make_app(), settings.instance)
     except OSError as exc:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from adapters.ops import add_ops_routes, serve
 from bots import systemd
-from bots.settings import STORE_REFUSED, Settings
+from bots.settings import STORE_REFUSED, WorkerSettings
 from core.errors import ConfigError, StoreAuthError
 from core.model.responder import Responder
 from core.queue.types import Store
@@ -39,23 +39,18 @@ async def _reach(store: Store, stop: asyncio.Event) -> None:
         await retry(store.ping, backoff=Backoff(log, "store"), stop=stop)
 
 
-async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> None:
+async def serve_worker(settings: WorkerSettings, load: Callable[[], Responder]) -> None:
     """Run a worker with the responder `load` gives, reloading it on SIGHUP."""
-    settings.require("worker")
+    batch = settings.queue.batch
     watchdog = asyncio.create_task(systemd.watchdog())  # loading takes a while
     try:
         responder = await asyncio.to_thread(load)
-        await _prepare(responder, settings.worker_batch)
+        await _prepare(responder, batch)
     except BaseException:
         watchdog.cancel()
         raise
-    store = settings.store()
-    worker = Worker(
-        store,
-        responder.reply,
-        batch_size=settings.worker_batch,
-        max_wait=settings.worker_max_wait_ms / 1000,
-    )
+    store = settings.queue.store()
+    worker = Worker(store, responder.reply, batch_size=batch, max_wait=settings.queue.max_wait)
     stop = asyncio.Event()
     state = {"reason": "connecting to Redis"}
 
@@ -72,7 +67,7 @@ async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> Non
         systemd.notify("RELOADING=1", "STATUS=reloading the model")
         try:
             fresh = await asyncio.to_thread(load)
-            await _prepare(fresh, settings.worker_batch)
+            await _prepare(fresh, batch)
         except Exception:
             log.exception("model reload failed; still answering with the loaded model")
         else:
@@ -92,15 +87,15 @@ async def serve_worker(settings: Settings, load: Callable[[], Responder]) -> Non
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     runner = None
-    if settings.worker_port:
+    if settings.port:
         app = web.Application()
         add_ops_routes(app, health, store, "worker")
-        runner = await serve(app, settings.http_host, settings.worker_port)
+        runner = await serve(app, settings.http_host, settings.port)
     try:
         await _reach(store, stop)
         state["reason"] = ""
         systemd.ready("answering")
-        log.info("worker started: batch %d, model %s", settings.worker_batch, settings.model)
+        log.info("worker started: batch %d, model %s", batch, settings.model)
         await worker.run(stop)
     except StoreAuthError:
         raise ConfigError(STORE_REFUSED) from None

@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.ops import serve
-from adapters.slack import EVENTS_PATH, SlackAdapter
+from adapters.slack import EVENTS_PATH, HttpMode, SlackAdapter
 from core.queue.types import Store
 from core.queue.worker import Respond, Worker
 
@@ -419,7 +419,7 @@ async def slack_rig(
 ) -> AsyncIterator[SlackRig]:
     """Run a SlackAdapter (HTTP mode unless `options` say otherwise) until the block ends;
     `respond` answers in an in-process worker (None: no worker)."""
-    options = {"signing_secret": SIGNING_SECRET, "app_token": APP_TOKEN, **options}
+    options = {"ingress": HttpMode(SIGNING_SECRET), **options}
     adapter = SlackAdapter(store, bot_token=fake.bot_token, api_url=fake.api_url, **options)
     runner = await serve(adapter.web_app(), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{runner.addresses[0][1]}{EVENTS_PATH}"

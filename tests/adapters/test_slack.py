@@ -20,9 +20,11 @@ import adapters.slack
 from adapters.slack import (
     RESPONSE_URL_TTL,
     UNAVAILABLE_TEXT,
+    HttpMode,
     SlackAdapter,
     SlackAuthError,
     SlackSendError,
+    SocketMode,
     command_text,
     escape,
     to_plain,
@@ -411,7 +413,7 @@ async def test_a_store_failing_at_once_is_told_in_the_ack(fake: FakeSlack) -> No
 async def test_socket_mode_receives_commands_and_mentions(
     fake: FakeSlack, store: MemoryStore
 ) -> None:
-    async with slack_rig(fake, store, mode="socket", signing_secret="") as rig:
+    async with slack_rig(fake, store, ingress=SocketMode(APP_TOKEN)) as rig:
         assert len(rig.adapter.web_app().router.routes()) == 0  # no public endpoint
         url = fake.response_url()
         await fake.wait_for(lambda: any(c[0] == "auth.test" for c in fake.calls))
@@ -450,12 +452,12 @@ async def test_socket_mode_receives_commands_and_mentions(
 
 async def test_refused_tokens_stop_the_start(fake: FakeSlack, store: MemoryStore) -> None:
     bad_bot = SlackAdapter(
-        store, bot_token="xoxb-wrong", signing_secret=SIGNING_SECRET, api_url=fake.api_url
+        store, bot_token="xoxb-wrong", ingress=HttpMode(SIGNING_SECRET), api_url=fake.api_url
     )
     with pytest.raises(SlackAuthError, match="bot token") as bot_error:
         await bad_bot.start()
     bad_app = SlackAdapter(
-        store, bot_token=BOT_TOKEN, app_token="xapp-wrong", mode="socket", api_url=fake.api_url
+        store, bot_token=BOT_TOKEN, ingress=SocketMode("xapp-wrong"), api_url=fake.api_url
     )
     with pytest.raises(SlackAuthError, match="app token") as app_error:
         await bad_app.start()
@@ -476,9 +478,7 @@ async def test_start_waits_for_slack_and_is_not_ready_meanwhile(
     adapter = SlackAdapter(
         store,
         bot_token=BOT_TOKEN,
-        signing_secret=SIGNING_SECRET,
-        app_token=APP_TOKEN,
-        mode=mode,  # type: ignore[arg-type]
+        ingress=HttpMode(SIGNING_SECRET) if mode == "http" else SocketMode(APP_TOKEN),
         api_url=fake.api_url,
     )
     adapter.start_backoff = (0.05, 0.2)
@@ -507,7 +507,7 @@ async def test_an_unreachable_slack_is_waited_for_until_stopped(
     adapter = SlackAdapter(
         store,
         bot_token=BOT_TOKEN,
-        signing_secret=SIGNING_SECRET,
+        ingress=HttpMode(SIGNING_SECRET),
         api_url=f"http://127.0.0.1:{closed_port()}/api/",
     )
     adapter.start_backoff = (0.05, 0.2)
@@ -670,7 +670,7 @@ async def test_tokens_and_secrets_never_reach_the_logs(
         fake.rate_limit("C1", seconds=1)
         await rig.caller.event(mention_callback(f"<@{BOT_USER}> hi", event_id="Ev1"))
         await fake.wait_for(lambda: bool(fake.posted_to(url)) and bool(fake.messages))
-    async with slack_rig(fake, MemoryStore(), mode="socket", signing_secret=""):
+    async with slack_rig(fake, MemoryStore(), ingress=SocketMode(APP_TOKEN)):
         pass
     logged = caplog.text
     assert "Socket Mode connected" in logged and "rejected" in logged
@@ -773,13 +773,15 @@ def test_settings_name_what_each_mode_lacks(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.delenv(name, raising=False)
     store = MemoryStore()
     with pytest.raises(ConfigError, match="PARLEY_SLACK_BOT_TOKEN"):
-        build_slack(load_settings(), store)
+        load_settings().slack(shared_queue=False)
     with pytest.raises(ConfigError, match="PARLEY_SLACK_SIGNING_SECRET"):
-        build_slack(load_settings(slack_bot_token="xoxb-1"), store)
+        load_settings(slack_bot_token="xoxb-1").slack(shared_queue=False)
     with pytest.raises(ConfigError, match="PARLEY_SLACK_APP_TOKEN"):
-        build_slack(load_settings(slack_bot_token="xoxb-1", slack_mode="socket"), store)
+        load_settings(slack_bot_token="xoxb-1", slack_mode="socket").slack(shared_queue=False)
     adapter = build_slack(
-        load_settings(slack_bot_token="xoxb-1", slack_mode="socket", slack_app_token="xapp-1"),
+        load_settings(
+            slack_bot_token="xoxb-1", slack_mode="socket", slack_app_token="xapp-1"
+        ).slack(shared_queue=False),
         store,
     )
     assert adapter.mode == "socket" and adapter.limits.per_chat == 20

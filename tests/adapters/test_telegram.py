@@ -20,7 +20,7 @@ from telegram import Update
 
 from adapters.base import EMPTY_HELP, RESET_TEXT
 from adapters.ops import serve
-from adapters.telegram import WEBHOOK_PATH, TelegramAdapter
+from adapters.telegram import WEBHOOK_PATH, TelegramAdapter, Webhook
 from bots.cli import EX_CONFIG, main
 from bots.settings import load_settings
 from bots.telegram import build_telegram
@@ -471,13 +471,13 @@ async def webhook_adapter(
     fake: FakeTelegram, store: MemoryStore
 ) -> tuple[TelegramAdapter, web.AppRunner, str]:
     """An adapter in webhook mode, its route served on a free port."""
-    adapter = make(fake, store, mode="webhook", webhook_url="http://x/", webhook_secret=SECRET)
+    adapter = make(fake, store, webhook=Webhook("http://x/", SECRET))
     app = web.Application()
     adapter.add_routes(app)
     runner = await serve(app, "127.0.0.1", 0)
     port = runner.addresses[0][1]
-    adapter.webhook_url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
-    return adapter, runner, adapter.webhook_url
+    adapter.hook = Webhook(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", SECRET)
+    return adapter, runner, adapter.hook.url
 
 
 async def test_webhook_checks_the_secret_and_the_json(
@@ -781,16 +781,17 @@ def test_settings_build_the_adapter(fake: FakeTelegram, store: MemoryStore) -> N
         telegram_webhook_secret=SECRET,
         telegram_allowed_chats=[GROUP],
         telegram_group_rate=7,
-    )
+    ).telegram(shared_queue=False)
     adapter, app = build_telegram(settings, store, rate_window=3.0)
     group = adapter.limits_for(ChatKey("telegram", str(GROUP)))
     assert group.per_chat == 7 and 3.0 < group.window < 3.5  # with a margin
     assert adapter.allowed_chats == {GROUP}
     assert [r.resource.canonical for r in app.router.routes() if r.resource] == [WEBHOOK_PATH]
+    assert adapter.hook == ("https://bot.example.com/telegram", SECRET)
     with pytest.raises(ConfigError, match="PARLEY_TELEGRAM_TOKEN"):
-        build_telegram(load_settings(telegram_token=None), store)
+        load_settings(telegram_token=None).telegram(shared_queue=False)
     with pytest.raises(ConfigError, match="PARLEY_TELEGRAM_WEBHOOK_SECRET"):
-        build_telegram(load_settings(telegram_token="1:x", telegram_mode="webhook"))
+        load_settings(telegram_token="1:x", telegram_mode="webhook").telegram()
 
 
 def test_the_command_needs_a_token(

@@ -78,7 +78,7 @@ def test_setup_logging_writes_json_when_not_on_a_terminal(
 def test_slack_libraries_log_nothing_below_warning_whichever_comes_first(
     capsys: pytest.CaptureFixture[str], logging_first: bool
 ) -> None:
-    from adapters.slack import SlackAdapter
+    from adapters.slack import HttpMode, SlackAdapter
     from core.queue.memory_store import MemoryStore
 
     settings = load_settings(log_level="INFO")
@@ -88,7 +88,7 @@ def test_slack_libraries_log_nothing_below_warning_whichever_comes_first(
         root.setLevel(logging.DEBUG)  # slack_bolt copies the root's level when built
         if logging_first:
             setup_logging(settings, json_lines=True)
-        adapter = SlackAdapter(MemoryStore(), bot_token="xoxb-1", signing_secret="s3cr3t-1")
+        adapter = SlackAdapter(MemoryStore(), bot_token="xoxb-1", ingress=HttpMode("s3cr3t-1"))
         if not logging_first:
             setup_logging(settings, json_lines=True)
         adapter.app.logger.info("request body: text=my+words&response_url=https://hooks.x/1")

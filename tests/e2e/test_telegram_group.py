@@ -43,7 +43,7 @@ async def test_a_busy_group_is_answered_in_order_within_the_flood_limit(
     async with FakeTelegram(group_limit=RATE, group_window=WINDOW) as fake:
         settings = load_settings(
             telegram_token=fake.token, telegram_api_url=fake.api_url, telegram_group_rate=RATE
-        )
+        ).telegram(shared_queue=False)
         adapter, _ = build_telegram(settings, store, rate_window=WINDOW)
         people = [
             fake.user(100 + i, f"person{i}" if i % 2 else None, first_name=f"Name{i}")
