@@ -256,7 +256,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     model = args.model or load_settings().model
     artifact.read_meta(model)  # a bad model fails now, not after the page is up
-    return _run_service(None, lambda settings: serve(settings, lambda: _responder(model, args)))
+
+    def load() -> Responder:  # the web process warms it up before it says it is ready
+        return _responder(model, args, warm_up=False)
+
+    return _run_service(None, lambda settings: serve(settings, load))
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -342,9 +346,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from bots.worker import serve_worker
 
-    return _run_service(
-        "worker", lambda settings: serve_worker(settings, lambda: _responder(args.model, args))
-    )
+    def load() -> Responder:  # the worker warms it up before it says it is ready
+        return _responder(args.model, args, warm_up=False)
+
+    return _run_service("worker", lambda settings: serve_worker(settings, load))
 
 
 def cmd_telegram(args: argparse.Namespace) -> int:
