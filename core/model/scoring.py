@@ -8,7 +8,7 @@ computation is one `tf.function`, traced once for every shape.
 import numpy as np
 import tensorflow as tf
 
-from core.model.tokenizer import BOS, EOS, PAD
+from core.model.tokenizer import EOS, PAD
 
 # Reply tokens go through the output layer in groups of this many (filler rows last): a
 # few shapes only, since every new shape costs the math libraries memory that they keep.
@@ -41,20 +41,27 @@ class Scorer(tf.Module):
     def _score(self, encoding, targets, owners):
         """`log_probs` for contexts already encoded: (memory, mask, state) of `encode`."""
         model = self.model
+        rows = tf.shape(targets)[0]
+        # longest first, as packed decoding takes them; the results go back in order
+        order = tf.argsort(
+            tf.reduce_sum(tf.cast(tf.not_equal(targets, PAD), tf.int32), axis=1),
+            direction="DESCENDING",
+            stable=True,
+        )
+        targets, owners = tf.gather(targets, order), tf.gather(owners, order)
         memory, mask, state = (tf.gather(x, owners) for x in encoding)
-        target_in = tf.concat([tf.fill([tf.shape(targets)[0], 1], BOS), targets[:, :-1]], 1)
-        features = model.decode(target_in, memory, mask, state)
+        features, where = model.decode_packed(targets, memory, mask, state)
         # The output layer is most of the cost: only real tokens go through it, as one 2-D
         # matmul (a [N, T, E] x [E, V] product runs as N small ones, several times slower).
-        where = tf.where(tf.not_equal(targets, PAD))
-        real = tf.shape(where)[0]
-        where = tf.pad(where, [[0, -real % TOKEN_GROUP], [0, 0]])  # filler: token (0, 0)
+        real = tf.shape(features)[0]
+        features = tf.pad(features, [[0, -real % TOKEN_GROUP], [0, 0]])
         weights, biases = model.output_weights()
-        logits = tf.matmul(tf.gather_nd(features, where), weights, transpose_b=True) + biases
+        logits = tf.matmul(features, weights, transpose_b=True)[:real] + biases
         # log_softmax at the reply's token only: its logit less the log of the sum
         token = tf.gather(logits, tf.gather_nd(targets, where), batch_dims=1)
-        token = (token - tf.reduce_logsumexp(logits, axis=-1))[:real]
-        return tf.math.unsorted_segment_sum(token, where[:real, 0], tf.shape(targets)[0])
+        token -= tf.reduce_logsumexp(logits, axis=-1)
+        total = tf.math.unsorted_segment_sum(token, where[:, 0], rows)
+        return tf.scatter_nd(order[:, None], total, [rows])
 
 
 def encode_replies(tokenizer, replies, max_tokens):

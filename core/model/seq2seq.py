@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.model.layers import ScanGRU
-from core.model.tokenizer import PAD
+from core.model.tokenizer import BOS, PAD
 
 NEG_INF = -1e9
 
@@ -98,6 +98,28 @@ class Seq2Seq(ArrayWeights, keras.Model):
         y = self.dropout(self.embedding(target_in), training=training)
         h, _ = self.decoder_gru(y, mask=tf.not_equal(target_in, PAD), initial_state=state)
         return self.dropout(self._attend(h, memory, mask), training=training)
+
+    def decode_packed(self, targets, memory, mask, state):
+        """`decode`'s features where they count, for scoring: at the real tokens of
+        `targets` [N, T] (replies + eos, padded; rows sorted longest first) only, fed the
+        previous token (bos first). Returns features [M, E] and each one's (row, step)
+        [M, 2]. The recurrent step and the attention's dense layers never see padding, so
+        a pass over replies of mixed lengths costs what their tokens do."""
+        keep = tf.transpose(tf.not_equal(targets, PAD))  # [T, N]: rows start together
+        steps = tf.where(keep)  # (step, row), step by step: the order scan_packed takes
+        target_in = tf.concat([tf.fill([tf.shape(targets)[0], 1], BOS), targets[:, :-1]], 1)
+        tokens = tf.gather_nd(tf.transpose(target_in), steps)
+        active = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
+        h = self.decoder_gru.scan_packed(self.embedding(tokens), active, state)
+        # Luong attention as in `_attend`; the scores on the padded grid, which is cheap
+        where = tf.reverse(steps, axis=[1])  # (row, step)
+        grid = tf.concat([tf.shape(targets, out_type=tf.int64), [2 * self.config.encoder_units]], 0)
+        query = tf.scatter_nd(where, self.attention_query(h), grid)
+        scores = tf.einsum("btm,bsm->bts", query, memory)
+        scores = tf.where(mask[:, None, :], scores, NEG_INF)
+        context = tf.einsum("bts,bsm->btm", tf.nn.softmax(scores, axis=-1), memory)
+        context = tf.gather_nd(context, where)
+        return self.attentional(tf.concat([context, h], axis=-1)), where
 
     def output_weights(self):
         """The output layer as (weights [V, E], biases [V])."""
