@@ -303,15 +303,17 @@ class Responder:
             written = self._generate(
                 [contexts[i] for i in weak for _ in range(options.samples)], options
             )
-            for n, i in enumerate(weak):
-                own = written[n * options.samples : (n + 1) * options.samples]
-                pools[i] += [Candidate(t, 0.0) for t in dict.fromkeys(own) if t]
-            for i, scores in zip(
-                weak,
-                self.rank([contexts[i] for i in weak], [pools[i] for i in weak], options),
-                strict=True,
+            n = options.samples
+            fresh = [
+                [Candidate(t, 0.0) for t in dict.fromkeys(written[k * n : (k + 1) * n]) if t]
+                for k in range(len(weak))
+            ]
+            # A candidate's score does not depend on the others: only the new ones are scored.
+            for i, new, scores in zip(
+                weak, fresh, self.rank([contexts[i] for i in weak], fresh, options), strict=True
             ):
-                ranked[i] = scores
+                pools[i] += new
+                ranked[i] = np.concatenate([ranked[i], scores])
         chosen = []
         for pool, scores in zip(pools, ranked, strict=True):
             if not pool:
