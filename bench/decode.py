@@ -45,8 +45,7 @@ def responder_rows(responder, repeat: int) -> list[tuple[str, ...]]:  # type: ig
     """The default responder at batch 1 and 32, and what its stages cost at batch 1."""
     contexts = [[m] for m in MESSAGES]
     options = responder.options
-    responder.compile_shapes([1, 32])
-    responder.reply(contexts)  # warm the scorer's shapes too
+    responder.reply(contexts)  # loading compiled every graph; this warms the caches
     rounds = max(1, repeat // len(contexts))
     whole = [t for c in contexts for t in timings(lambda c=c: responder.reply([c]), rounds)]
     batch = [contexts[i % len(contexts)] for i in range(32)]

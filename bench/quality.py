@@ -337,7 +337,6 @@ def print_latency(responder: Any, contexts: list[tuple[str, ...]]) -> None:
     """parley's responder, one context at a time, as a quiet chat sees it."""
     from bench.common import pct
 
-    responder.compile_shapes([1])
     times = []
     for context in contexts:
         started = time.perf_counter()

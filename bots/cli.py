@@ -263,9 +263,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     model = args.model or load_settings().model
     artifact.read_meta(model)  # a bad model fails now, not after the page is up
     # its own worker answers: the embedded store will do, Redis is used when set
+
+    def load() -> Responder:  # the web process warms it up before it says it is ready
+        return _responder(model, args, warm_up=False)
+
     return _run_service(
         lambda settings: settings.web(shared_queue=False),
-        lambda web: serve(web, lambda: _responder(model, args)),
+        lambda web: serve(web, load),
     )
 
 
@@ -400,9 +404,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from bots.worker import serve_worker
 
-    return _run_service(
-        Settings.worker, lambda worker: serve_worker(worker, lambda: _responder(args.model, args))
-    )
+
+    def load() -> Responder:  # the worker warms it up before it says it is ready
+        return _responder(args.model, args, warm_up=False)
+
+    return _run_service(Settings.worker, lambda worker: serve_worker(worker, load))
 
 
 def cmd_telegram(args: argparse.Namespace) -> int:

@@ -98,9 +98,8 @@ class Chat(WebAdapter):
         assert self.load is not None
         started = time.monotonic()
         responder = await asyncio.to_thread(self.load)
-        # A room's questions are answered one at a time, so batches of one are the rule;
-        # larger ones (several busy rooms at once) compile when first needed.
-        await asyncio.to_thread(responder.compile_shapes, [1])
+        # Every shape a batch can take compiles now, not while a room waits for a reply.
+        await asyncio.to_thread(responder.warm_up)
         self.worker = Worker(
             self.store,
             responder.reply,

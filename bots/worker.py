@@ -1,7 +1,8 @@
 """`parley worker`: answer queued messages from Redis with the model, until SIGTERM.
 
-Under systemd it reports ready once the decoder is compiled and Redis answered, pings the
-watchdog from the event loop, and reloads the model on SIGHUP without dropping the queue.
+Under systemd it reports ready once every graph a reply needs is compiled and Redis
+answered, pings the watchdog from the event loop, and reloads the model on SIGHUP without
+dropping the queue.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from core.retry import Backoff, Stopped, retry
 log = logging.getLogger("parley.worker")
 
 
-async def _prepare(responder: Responder, batch: int) -> None:
+async def _prepare(responder: Responder) -> None:
+    """Compile what replies need now: after the worker says ready, none waits for it."""
     started = time.monotonic()
-    await asyncio.to_thread(responder.compile_shapes, [1, batch])
-    log.info("decoder compiled in %.1f s", time.monotonic() - started)
+    await asyncio.to_thread(responder.warm_up)
+    log.info("model compiled in %.1f s", time.monotonic() - started)
 
 
 async def _reach(store: Store, stop: asyncio.Event) -> None:
@@ -45,7 +47,7 @@ async def serve_worker(settings: WorkerSettings, load: Callable[[], Responder]) 
     watchdog = asyncio.create_task(systemd.watchdog())  # loading takes a while
     try:
         responder = await asyncio.to_thread(load)
-        await _prepare(responder, batch)
+        await _prepare(responder)
     except BaseException:
         watchdog.cancel()
         raise
@@ -67,7 +69,7 @@ async def serve_worker(settings: WorkerSettings, load: Callable[[], Responder]) 
         systemd.notify("RELOADING=1", "STATUS=reloading the model")
         try:
             fresh = await asyncio.to_thread(load)
-            await _prepare(fresh, batch)
+            await _prepare(fresh)
         except Exception:
             log.exception("model reload failed; still answering with the loaded model")
         else:

@@ -103,19 +103,19 @@ class Responder:
         return responder
 
     def warm_up(self) -> None:
-        """Trace the decoding and scoring graphs now, not on the first user's message."""
+        """Compile, before the process says it is ready, every graph a reply can need:
+        the scorer (one trace serves every shape) and the decoder at each padded shape
+        (`decode_rows`), so that no request waits for XLA (a second or more a shape)."""
         self.reply([[WARM_UP]])
-        self.generate([[WARM_UP]])
+        for rows in self.decode_rows(self.options):
+            self.generate_ids(np.full((rows, 1), EOS, np.int32), self.options)
 
     # -- generation ------------------------------------------------------------------------
 
-    def compile_shapes(self, batch_sizes: Sequence[int]) -> None:
-        """Compile the decoder for these batch sizes at every context length now, so that
-        no user waits for XLA (a second or two per new shape) later."""
-        longest = self.meta.config.max_context_tokens
-        for rows in batch_sizes:
-            for cols in range(16, max(longest, 16) + 1, 16):
-                self.generate_ids(np.full((rows, cols), EOS, np.int32), self.options)
+    def decode_rows(self, options: DecodeOptions) -> list[int]:
+        """The padded row counts the decoder meets while replying: `options.samples` per
+        context that needs them, up to `max_batch` at a time, rounded to a power of two."""
+        return [1 << n for n in range(_log2(options.samples), _log2(self.max_batch) + 1)]
 
     def decoder(self, options: DecodeOptions) -> Any:
         from core.model.decoding import Decoder
@@ -131,8 +131,10 @@ class Responder:
         return self._decoders[key]
 
     def _padded(self, source: np.ndarray) -> np.ndarray:
-        """With XLA, each input shape compiles once: a few shapes serve every batch."""
-        return _rounded(source) if self.jit else source
+        """With XLA, each input shape compiles once: a few shapes serve every batch. The
+        columns are always the longest context's (the encoder skips padding at little
+        cost), so the row count alone picks the shape."""
+        return _rounded(source, self.meta.config.max_context_tokens) if self.jit else source
 
     def encode(self, contexts: Sequence[Sequence[str]]) -> np.ndarray:
         config = self.meta.config
@@ -216,22 +218,22 @@ class Responder:
         lengths = np.array([len(r) for r in rows], np.float32)
         out = np.zeros(len(rows), np.float32)
         order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), SCORE_ROWS):
-            part = order[start : start + SCORE_ROWS]
-            # A few shapes only (rows a multiple of 16, length of 8): every new shape costs
-            # the math libraries memory that they keep.
-            targets = pad([rows[i] for i in part], -(-int(lengths[part].max()) // 8) * 8)
-            filler = -len(part) % 16
-            targets = np.concatenate([targets, np.full((filler, targets.shape[1]), PAD)])
-            targets[len(part) :, 0] = EOS
-            owned = np.concatenate([owner[part], np.zeros(filler, np.int32)])
-            with self._lock:
-                total = self.scorer().log_probs(
-                    tf.constant(_rounded(source)),
-                    tf.constant(targets, tf.int32),
-                    tf.constant(owned),
+        scorer = self.scorer()
+        with self._lock:
+            encoding = scorer.encode(tf.constant(_rounded(source)))
+            for start in range(0, len(order), SCORE_ROWS):
+                part = order[start : start + SCORE_ROWS]
+                # A few shapes only (rows a multiple of 16, length of 8): every new shape
+                # costs the math libraries memory that they keep.
+                targets = pad([rows[i] for i in part], -(-int(lengths[part].max()) // 8) * 8)
+                filler = -len(part) % 16
+                targets = np.concatenate(
+                    [targets, np.full((filler, targets.shape[1]), PAD, np.int32)]
                 )
-            out[part] = np.asarray(total)[: len(part)]
+                targets[len(part) :, 0] = EOS
+                owned = np.concatenate([owner[part], np.zeros(filler, np.int32)])
+                total = scorer.score(encoding, tf.constant(targets), tf.constant(owned))
+                out[part] = total.numpy()[: len(part)]
         return out / np.maximum(lengths, 1)
 
     def priors(self, replies: Sequence[str]) -> np.ndarray:
@@ -301,15 +303,17 @@ class Responder:
             written = self._generate(
                 [contexts[i] for i in weak for _ in range(options.samples)], options
             )
-            for n, i in enumerate(weak):
-                own = written[n * options.samples : (n + 1) * options.samples]
-                pools[i] += [Candidate(t, 0.0) for t in dict.fromkeys(own) if t]
-            for i, scores in zip(
-                weak,
-                self.rank([contexts[i] for i in weak], [pools[i] for i in weak], options),
-                strict=True,
+            n = options.samples
+            fresh = [
+                [Candidate(t, 0.0) for t in dict.fromkeys(written[k * n : (k + 1) * n]) if t]
+                for k in range(len(weak))
+            ]
+            # A candidate's score does not depend on the others: only the new ones are scored.
+            for i, new, scores in zip(
+                weak, fresh, self.rank([contexts[i] for i in weak], fresh, options), strict=True
             ):
-                ranked[i] = scores
+                pools[i] += new
+                ranked[i] = np.concatenate([ranked[i], scores])
         chosen = []
         for pool, scores in zip(pools, ranked, strict=True):
             if not pool:
@@ -332,9 +336,15 @@ class Responder:
         if not texts:
             return [np.zeros(0) for _ in pools]
         owners = [n for n, p in enumerate(pools) for _ in p]
-        cond = self.log_probs(self.encode(contexts), texts, owners)
+        # The priors the index does not hold are scored in the same pass, as replies to
+        # an empty conversation: the last source row.
         unknown = list(dict.fromkeys(c.text for p in pools for c in p if c.prior is None))
-        prior_of = dict(zip(unknown, self.priors(unknown), strict=True)) if unknown else {}
+        sources = [*contexts, ()] if unknown else contexts
+        scored = self.log_probs(
+            self.encode(sources), texts + unknown, owners + [len(pools)] * len(unknown)
+        )
+        cond = scored[: len(texts)]
+        prior_of = dict(zip(unknown, scored[len(texts) :], strict=True))
         prior = np.array(
             [prior_of[c.text] if c.prior is None else c.prior for p in pools for c in p]
         )
@@ -349,11 +359,16 @@ class Responder:
         return [scores[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def _rounded(source: np.ndarray) -> np.ndarray:
-    """Contexts padded to a few shapes: rows up to a power of two, columns to a multiple
-    of 16 (filler rows are a one-token context)."""
+def _log2(n: int) -> int:
+    """The exponent of the power of two that `n` rounds up to."""
+    return max(n - 1, 0).bit_length()
+
+
+def _rounded(source: np.ndarray, width: int = 0) -> np.ndarray:
+    """Contexts padded to a few shapes: rows up to a power of two, columns (at least
+    `width`) to a multiple of 16; filler rows are a one-token context."""
     rows, cols = source.shape
-    out = np.full((1 << (rows - 1).bit_length(), -(-cols // 16) * 16), PAD, np.int32)
+    out = np.full((1 << _log2(rows), -(-max(cols, width) // 16) * 16), PAD, np.int32)
     out[:rows, :cols] = source
     out[rows:, 0] = EOS
     return out

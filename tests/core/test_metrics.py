@@ -16,6 +16,13 @@ def test_normalize() -> None:
     assert normalize("你好，世界") == "你好，世界"
 
 
+def test_normalize_treats_ascii_as_it_treats_any_text() -> None:
+    # ASCII text takes a shorter path; one letter beyond ASCII sends it the general way
+    for code in range(128):
+        text = f"a{chr(code)} {chr(code)}\r\x1fb"
+        assert "é" + normalize(text) == normalize("é" + text), code
+
+
 def test_distinct() -> None:
     assert metrics.distinct(["a b c", "a b d"], 1) == pytest.approx(4 / 6)
     assert metrics.distinct(["a b c", "a b d"], 2) == pytest.approx(3 / 4)
