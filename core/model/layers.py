@@ -57,19 +57,15 @@ class ScanGRU(keras.layers.Layer):
         final = states[0] if self.reverse else states[-1]
         return tf.transpose(states, [1, 0, 2]), final
 
-    def project(self, x):
-        """Inputs [..., dim] -> their share of the gates [..., 3 units]: what `call` does
-        for all time steps at once, and `scan_packed` takes."""
-        return tf.matmul(x, self.kernel) + self.bias[0]
-
-    def scan_packed(self, x_proj, active, initial_state):
-        """The GRU over rows sorted longest first, given their real steps only, projected
-        (`project`): `x_proj` [M, 3 units] holds step 0 of every row, then step 1 of the
-        rows still running, and so on; `active` [T] says how many rows run at each step.
-        Returns the outputs [M, units] in the same order. Rows of mixed lengths cost what
-        their real steps do, not T each."""
+    def scan_packed(self, x, active, initial_state):
+        """The GRU over rows sorted longest first, given their real steps only: `x`
+        [M, dim] holds step 0 of every row, then step 1 of the rows still running, and so
+        on; `active` [T] says how many rows run at each step. Returns the outputs [M, units]
+        in the same order. Rows of mixed lengths cost what their real steps do, not T each.
+        """
+        x_proj = tf.matmul(x, self.kernel) + self.bias[0]
         starts = tf.concat([[0], tf.cumsum(active)], 0)
-        outputs = tf.TensorArray(x_proj.dtype, size=tf.size(active), infer_shape=False)
+        outputs = tf.TensorArray(x.dtype, size=tf.size(active), infer_shape=False)
 
         def step(t, h, outputs):
             n = active[t]
@@ -83,7 +79,7 @@ class ScanGRU(keras.layers.Layer):
 
     def step(self, x, h):
         """One step: input [B, dim], state [B, units] -> new state."""
-        return self._cell(self.project(x), h)
+        return self._cell(tf.matmul(x, self.kernel) + self.bias[0], h)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "reverse": self.reverse}

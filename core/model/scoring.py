@@ -17,24 +17,20 @@ TOKEN_GROUP = 128
 
 class Scorer(tf.Module):
     """log p(reply | context) for every (context, candidate) pair of a batch; works with
-    any model that has `encode`, `attention_memory`, `decoder_inputs`, `decode_packed` and
-    `output_weights` as `Seq2Seq` has."""
+    any model that has `encode`, `decode` and `output_weights` as `Seq2Seq` has."""
 
     def __init__(self, model):
         super().__init__(name="scorer")
         self.model = model
-        # Read once: a scorer scores with the weights the model had when it was built.
-        self.inputs = tf.Variable(model.decoder_inputs(), trainable=False, name="inputs")
         matrix = tf.TensorSpec([None, None], tf.int32)
         vector = tf.TensorSpec([None], tf.int32)
         encoding = (
-            tf.TensorSpec([None, None, None], tf.float32),
             tf.TensorSpec([None, None, None], tf.float32),
             tf.TensorSpec([None, None], tf.bool),
             tf.TensorSpec([None, None], tf.float32),
         )
         # Two functions: the contexts are encoded once, however many passes score replies.
-        self.encode = tf.function(self._encode, input_signature=[matrix])
+        self.encode = tf.function(model.encode, input_signature=[matrix])
         self.score = tf.function(self._score, input_signature=[encoding, matrix, vector])
 
     def log_probs(self, source, targets, owners):
@@ -42,13 +38,8 @@ class Scorer(tf.Module):
         row `owners` [N] names -> [N] summed log-probabilities."""
         return self.score(self.encode(source), targets, owners)
 
-    def _encode(self, source):
-        """source [B, S] -> (keys, values, mask, state): what `score` attends to."""
-        memory, mask, state = self.model.encode(source)
-        return (*self.model.attention_memory(memory), mask, state)
-
     def _score(self, encoding, targets, owners):
-        """`log_probs` for contexts already encoded by `encode`."""
+        """`log_probs` for contexts already encoded: (memory, mask, state) of `encode`."""
         model = self.model
         rows = tf.shape(targets)[0]
         # longest first, as packed decoding takes them; the results go back in order
@@ -58,8 +49,8 @@ class Scorer(tf.Module):
             stable=True,
         )
         targets, owners = tf.gather(targets, order), tf.gather(owners, order)
-        keys, values, mask, state = (tf.gather(x, owners) for x in encoding)
-        features, where = model.decode_packed(targets, keys, values, mask, state, self.inputs)
+        memory, mask, state = (tf.gather(x, owners) for x in encoding)
+        features, where = model.decode_packed(targets, memory, mask, state)
         # The output layer is most of the cost: only real tokens go through it, as one 2-D
         # matmul (a [N, T, E] x [E, V] product runs as N small ones, several times slower).
         real = tf.shape(features)[0]

@@ -99,50 +99,27 @@ class Seq2Seq(ArrayWeights, keras.Model):
         h, _ = self.decoder_gru(y, mask=tf.not_equal(target_in, PAD), initial_state=state)
         return self.dropout(self._attend(h, memory, mask), training=training)
 
-    # -- scoring: `decode` rearranged for many replies to few contexts -------------------
-
-    def attention_memory(self, memory):
-        """An encoding's memory [B, S, 2U] as `decode_packed` attends to it: keys [B, S, D]
-        and values [B, S, E]. The attention's dense layers apply to each context's memory
-        once instead of to every token of every reply: the same products, associated the
-        other way (h.(W m) for (W'h).m)."""
-        units = 2 * self.config.encoder_units
-        keys = tf.einsum("bsm,dm->bsd", memory, self.attention_query.kernel)
-        values = tf.matmul(memory, self.attentional.kernel[:units])
-        return keys, values
-
-    def decoder_inputs(self):
-        """Every token's share of the decoder's gates [V, 3D]: a lookup then replaces a
-        matmul per reply token (`decode_packed`). Computed from the weights as they are."""
-        return self.decoder_gru.project(self.embedding.embeddings)
-
-    def decode_packed(self, targets, keys, values, mask, state, inputs=None):
+    def decode_packed(self, targets, memory, mask, state):
         """`decode`'s features where they count, for scoring: at the real tokens of
         `targets` [N, T] (replies + eos, padded; rows sorted longest first) only, fed the
-        previous token (bos first), attending to `attention_memory`'s keys and values.
-        `inputs` is `decoder_inputs()`, if the caller keeps it. Returns features [M, E]
-        and each one's (row, step) [M, 2]. Only the attention scores see padding (the
-        recurrent step and the dense layers do not): a pass over replies of mixed lengths
-        costs about what their tokens do."""
+        previous token (bos first). Returns features [M, E] and each one's (row, step)
+        [M, 2]. The recurrent step and the attention's dense layers never see padding, so
+        a pass over replies of mixed lengths costs what their tokens do."""
         keep = tf.transpose(tf.not_equal(targets, PAD))  # [T, N]: rows start together
         steps = tf.where(keep)  # (step, row), step by step: the order scan_packed takes
         target_in = tf.concat([tf.fill([tf.shape(targets)[0], 1], BOS), targets[:, :-1]], 1)
         tokens = tf.gather_nd(tf.transpose(target_in), steps)
-        if inputs is None:
-            x_proj = self.decoder_gru.project(self.embedding(tokens))
-        else:
-            x_proj = tf.gather(inputs, tokens)
         active = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
-        h = self.decoder_gru.scan_packed(x_proj, active, state)
-        # `_attend`, with the scores and the weighted sum on the padded grid (cheap)
+        h = self.decoder_gru.scan_packed(self.embedding(tokens), active, state)
+        # Luong attention as in `_attend`; the scores on the padded grid, which is cheap
         where = tf.reverse(steps, axis=[1])  # (row, step)
-        grid = tf.concat([tf.shape(targets, out_type=tf.int64), [self.config.decoder_units]], 0)
-        scores = tf.einsum("btd,bsd->bts", tf.scatter_nd(where, h, grid), keys)
+        grid = tf.concat([tf.shape(targets, out_type=tf.int64), [2 * self.config.encoder_units]], 0)
+        query = tf.scatter_nd(where, self.attention_query(h), grid)
+        scores = tf.einsum("btm,bsm->bts", query, memory)
         scores = tf.where(mask[:, None, :], scores, NEG_INF)
-        context = tf.einsum("bts,bse->bte", tf.nn.softmax(scores, axis=-1), values)
-        units = 2 * self.config.encoder_units
-        own = tf.matmul(h, self.attentional.kernel[units:]) + self.attentional.bias
-        return self.attentional.activation(tf.gather_nd(context, where) + own), where
+        context = tf.einsum("bts,bsm->btm", tf.nn.softmax(scores, axis=-1), memory)
+        context = tf.gather_nd(context, where)
+        return self.attentional(tf.concat([context, h], axis=-1)), where
 
     def output_weights(self):
         """The output layer as (weights [V, E], biases [V])."""
