@@ -404,7 +404,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from bots.worker import serve_worker
 
-
     def load() -> Responder:  # the worker warms it up before it says it is ready
         return _responder(args.model, args, warm_up=False)
 
