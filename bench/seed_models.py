@@ -95,7 +95,7 @@ def seed_lstm(config):  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
     from core.model.seq2seq import ArrayWeights
-    from core.model.tokenizer import PAD
+    from core.model.tokenizer import BOS, PAD
 
     class SeedLSTM(ArrayWeights, keras.Model):
         def __init__(self) -> None:
@@ -134,6 +134,14 @@ def seed_lstm(config):  # type: ignore[no-untyped-def]
                 training=training,
             )
             return out
+
+        def decode_packed(self, targets, memory, mask, state):  # type: ignore[no-untyped-def]
+            """`decode` at the real tokens of `targets` only, as `Seq2Seq.decode_packed`
+            returns them: features [M, E] and their (row, step) [M, 2]."""
+            bos = tf.fill([tf.shape(targets)[0], 1], BOS)
+            target_in = tf.concat([bos, targets[:, :-1]], 1)
+            where = tf.where(tf.not_equal(targets, PAD))
+            return tf.gather_nd(self.decode(target_in, memory, mask, state), where), where
 
         def output_weights(self):  # type: ignore[no-untyped-def]
             return tf.transpose(self.output_layer.kernel), self.output_layer.bias
