@@ -17,7 +17,7 @@ TOKEN_GROUP = 128
 
 class Scorer(tf.Module):
     """log p(reply | context) for every (context, candidate) pair of a batch; works with
-    any model that has `encode`, `decode` and `output_weights` as `Seq2Seq` has."""
+    any model that has `encode`, `decode_packed` and `output_weights` as `Seq2Seq` has."""
 
     def __init__(self, model):
         super().__init__(name="scorer")
