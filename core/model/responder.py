@@ -103,9 +103,10 @@ class Responder:
         return responder
 
     def warm_up(self) -> None:
-        """Compile, before the process says it is ready, every graph a reply can need:
-        the scorer (one trace serves every shape) and the decoder at each padded shape
-        (`decode_rows`), so that no request waits for XLA (a second or more a shape)."""
+        """Compile, before the process says it is ready, every graph a reply with these
+        options can need: the scorer (one trace serves every shape) and the decoder at
+        each padded shape (`decode_rows`), so that no request waits for XLA (a second or
+        more a shape). Other decoding options compile when first used."""
         self.reply([[WARM_UP]])
         for rows in self.decode_rows(self.options):
             self.generate_ids(np.full((rows, 1), EOS, np.int32), self.options)
@@ -115,7 +116,8 @@ class Responder:
     def decode_rows(self, options: DecodeOptions) -> list[int]:
         """The padded row counts the decoder meets while replying: `options.samples` per
         context that needs them, up to `max_batch` at a time, rounded to a power of two."""
-        return [1 << n for n in range(_log2(options.samples), _log2(self.max_batch) + 1)]
+        most = _log2(self.max_batch)
+        return [1 << n for n in range(min(_log2(options.samples), most), most + 1)]
 
     def decoder(self, options: DecodeOptions) -> Any:
         from core.model.decoding import Decoder
