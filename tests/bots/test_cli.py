@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -41,27 +42,43 @@ def test_chat_with_the_bundled_model_from_a_pipe() -> None:
         "chat",
         "--method",
         "greedy",
-        stdin="hi there! how are you?\n\n/reset\nwhat do you do for fun?\n",
+        stdin="hi there! how are you?\n\n/reset\nwhat do you do for fun?\nwhat is your name?\n",
+        env={"PARLEY_BOT_NAME": "Quill"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     replies = result.stdout.splitlines()
-    assert len(replies) == 2  # one line per message; blank lines and /reset answer nothing
+    assert len(replies) == 3  # one line per message; blank lines and /reset answer nothing
     assert all(words(r) and r.isascii() and any(c.isalpha() for c in r) for r in replies), replies
     assert replies[0] != replies[1]
+    assert "Quill" in replies[2]  # the name setting reaches the persona
 
 
 @pytest.mark.slow
-def test_chat_keeps_context_and_takes_settings(tiny_model: Path) -> None:
-    result = run_cli(
-        "chat",
-        str(tiny_model),
-        stdin="what did you eat\nhow is the weather\n",
-        env={"PARLEY_DECODING": "greedy"},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    food, weather = result.stdout.splitlines()
-    assert any(w in food for w in ("pizza", "pasta", "soup")), food
-    assert any(w in weather for w in ("sunny", "rain", "cold")), weather
+def test_chat_keeps_context_until_reset(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.model.responder import Responder
+
+    responder = Responder.load(tiny_model, warm_up=False)
+    seen: list[list[str]] = []
+    answer = responder.reply
+
+    def reply(contexts: list[list[str]]) -> list[str]:
+        seen.extend(list(c) for c in contexts)
+        return answer(contexts)
+
+    monkeypatch.setattr(responder, "reply", reply)
+    monkeypatch.setattr("bots.cli._responder", lambda model, args: responder)
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello there\nwhat did you eat\n/reset\nhi\n"))
+    assert main(["chat", str(tiny_model)]) == 0
+    first, second, third = capsys.readouterr().out.splitlines()
+    keep = responder.meta.config.context_turns
+    assert seen == [
+        ["hello there"],
+        ["hello there", first, "what did you eat"][-keep:],
+        ["hi"],
+    ]
+    assert all(words(r) for r in (first, second, third))
 
 
 def test_bad_setting_is_named() -> None:
