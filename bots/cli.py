@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 from bots.logs import setup_logging
-from bots.settings import BUNDLED_MODEL, Settings, load_settings
+from bots.settings import BUNDLED_MODEL, Settings, WorkerSettings, load_settings
 from core.errors import ConfigError, ParleyError, TrainingInterrupted, VocabularyTooSmall
 from core.model.config import DecodeMethod, ModelConfig, TrainOptions
 from core.model.responder import Responder  # cheap: TensorFlow loads with the first model
@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="model directory (default: $PARLEY_MODEL or the bundled model)",
     )
+    worker.add_argument(
+        "--port",
+        type=_port,
+        help="port of /healthz and /metrics, over PARLEY_WORKER_PORT (the systemd "
+        "instance name: an environment file cannot override it)",
+    )
     _decode_args(worker)
 
     sub.add_parser(
@@ -220,7 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = True) -> Responder:
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
+def _responder(model: Path | None, args: argparse.Namespace) -> Responder:
+    """The model with the settings' and the command line's decoding options; not yet
+    compiled (each process warms it up for what it will meet)."""
     settings = load_settings()
     responder = Responder.load(model or settings.model, warm_up=False, name=settings.bot_name)
     overrides = settings.decode_overrides()
@@ -236,8 +251,6 @@ def _responder(model: Path | None, args: argparse.Namespace, warm_up: bool = Tru
         responder.options = replace(responder.options, **overrides)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ParleyError(str(exc)) from None
-    if warm_up:
-        responder.warm_up()
     return responder
 
 
@@ -265,7 +278,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # its own worker answers: the embedded store will do, Redis is used when set
 
     def load() -> Responder:  # the web process warms it up before it says it is ready
-        return _responder(model, args, warm_up=False)
+        return _responder(model, args)
 
     return _run_service(
         lambda settings: settings.web(shared_queue=False),
@@ -284,6 +297,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())
     responder = _responder(args.model, args)
+    responder.warm_up(batch=1)  # one conversation at a time
     turns: list[str] = []
     keep = responder.meta.config.context_turns
     if interactive:
@@ -386,7 +400,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from core.model.evaluation import evaluate, format_table
 
-    responder = _responder(args.model, args, warm_up=False)
+    responder = _responder(args.model, args)
     result = evaluate(args.model, responder, max_examples=args.max_examples, words=args.words)
     print(format_table(result))
     print(f"(written to {args.model / 'eval.json'})")
@@ -405,9 +419,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from bots.worker import serve_worker
 
     def load() -> Responder:  # the worker warms it up before it says it is ready
-        return _responder(args.model, args, warm_up=False)
+        return _responder(args.model, args)
 
-    return _run_service(Settings.worker, lambda worker: serve_worker(worker, load))
+    def role(settings: Settings) -> WorkerSettings:
+        view = settings.worker()
+        return view if args.port is None else replace(view, port=args.port)
+
+    return _run_service(role, lambda worker: serve_worker(worker, load))
 
 
 def cmd_telegram(args: argparse.Namespace) -> int:

@@ -99,7 +99,7 @@ class Chat(WebAdapter):
         started = time.monotonic()
         responder = await asyncio.to_thread(self.load)
         # Every shape a batch can take compiles now, not while a room waits for a reply.
-        await asyncio.to_thread(responder.warm_up)
+        await asyncio.to_thread(responder.warm_up, self.settings.queue.batch)
         self.worker = Worker(
             self.store,
             responder.reply,

@@ -28,10 +28,10 @@ from core.retry import Backoff, Stopped, retry
 log = logging.getLogger("parley.worker")
 
 
-async def _prepare(responder: Responder) -> None:
-    """Compile what replies need now: after the worker says ready, none waits for it."""
+async def _prepare(responder: Responder, batch: int) -> None:
+    """Compile what batches of `batch` need now: after the worker says ready, none waits."""
     started = time.monotonic()
-    await asyncio.to_thread(responder.warm_up)
+    await asyncio.to_thread(responder.warm_up, batch)
     log.info("model compiled in %.1f s", time.monotonic() - started)
 
 
@@ -47,7 +47,7 @@ async def serve_worker(settings: WorkerSettings, load: Callable[[], Responder]) 
     watchdog = asyncio.create_task(systemd.watchdog())  # loading takes a while
     try:
         responder = await asyncio.to_thread(load)
-        await _prepare(responder)
+        await _prepare(responder, batch)
     except BaseException:
         watchdog.cancel()
         raise
@@ -69,7 +69,7 @@ async def serve_worker(settings: WorkerSettings, load: Callable[[], Responder]) 
         systemd.notify("RELOADING=1", "STATUS=reloading the model")
         try:
             fresh = await asyncio.to_thread(load)
-            await _prepare(fresh)
+            await _prepare(fresh, batch)
         except Exception:
             log.exception("model reload failed; still answering with the loaded model")
         else:

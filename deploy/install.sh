@@ -46,7 +46,22 @@ chmod -R a+rX "$prefix"  # the services run as a dynamic user
 
 echo "parley: settings -> $etc"
 install -d -m 0755 "$etc"
+# Secrets, one file per setting; each unit loads common/ and its own directory only.
 install -d -m 0700 "$etc/credentials"
+for part in common web telegram slack; do
+    install -d -m 0700 "$etc/credentials/$part"
+done
+# An installation from before the split kept them side by side (telegram_token, ...).
+for file in "$etc"/credentials/*; do
+    [ -f "$file" ] || continue
+    name=$(basename "$file")
+    case $name in
+        web_* | telegram_* | slack_*) dest="${name%%_*}/${name#*_}" ;;
+        *) dest="common/$name" ;;
+    esac
+    mv -n "$file" "$etc/credentials/$dest"
+    echo "parley: $etc/credentials/$name -> $etc/credentials/$dest"
+done
 if [ ! -e "$etc/parley.env" ]; then
     install -m 0600 "$src/.env.example" "$etc/parley.env"
     fresh_env=1
@@ -70,8 +85,9 @@ cat <<NEXT
 parley is installed. Next:
   1. Settings: edit $etc/parley.env${fresh_env:+ (just created from .env.example)}. At least:
        PARLEY_REDIS_URL=redis://127.0.0.1:6379/0      (apt-get install redis-server)
-     Secrets can go in files instead, one per setting, read by the services only:
-       echo -n 'TOKEN' > $etc/credentials/telegram_token   (= PARLEY_TELEGRAM_TOKEN)
+     Secrets can go in files instead, one per setting, each read by its service only:
+       echo -n 'TOKEN' > $etc/credentials/telegram/token      (= PARLEY_TELEGRAM_TOKEN)
+       echo -n 'redis://:PASSWORD@127.0.0.1:6379/0' > $etc/credentials/common/redis_url
      Check them as the services will:
        $prefix/.venv/bin/parley config check --env-file $etc/parley.env --for worker
   2. Start what you use (the worker's instance name is its /healthz and /metrics port):

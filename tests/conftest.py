@@ -83,7 +83,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, synthetic_jsonl: Path) 
 def tiny_responder(tiny_model: Path):  # type: ignore[no-untyped-def]
     from core.model.responder import Responder
 
-    return Responder.load(tiny_model)
+    return Responder.load(tiny_model, warm_up=False)
 
 
 @pytest.fixture(scope="session")

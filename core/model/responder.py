@@ -102,11 +102,17 @@ class Responder:
             responder.warm_up()
         return responder
 
-    def warm_up(self) -> None:
+    def warm_up(self, batch: int | None = None) -> None:
         """Compile, before the process says it is ready, every graph a reply with these
         options can need: the scorer (one trace serves every shape) and the decoder at
         each padded shape (`decode_rows`), so that no request waits for XLA (a second or
-        more a shape). Other decoding options compile when first used."""
+        more a shape). Other decoding options compile when first used.
+
+        `batch`, if given, is the most contexts a call will bring: the decoder then never
+        takes more than `batch` x `samples` rows at a time (`max_batch`, rounded up to a
+        power of two), and no larger shape is compiled."""
+        if batch is not None:
+            self.max_batch = min(self.max_batch, 1 << _log2(batch * self.options.samples))
         self.reply([[WARM_UP]])
         for rows in self.decode_rows(self.options):
             self.generate_ids(np.full((rows, 1), EOS, np.int32), self.options)

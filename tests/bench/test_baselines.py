@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,10 @@ def test_seed_lstm_trains_and_answers_through_parleys_machinery(
     meta = artifact.read_meta(tiny_model)
     tokenizer = artifact.load_tokenizer(tiny_model)
     conversations = load_corpus(meta.corpus)
-    config = seed_lstm_config(tokenizer.vocab_size)
+    # the seed model's shape at a size that trains in seconds
+    config = replace(
+        seed_lstm_config(tokenizer.vocab_size), embed_dim=32, encoder_units=32, decoder_units=32
+    )
     data = encode_examples(tokenizer, examples_from(conversations, config.context_turns), config)
     model = seed_lstm(config)
     before = model.weight_dict()["seed_lstm/decoder/lstm_cell/kernel"].copy()

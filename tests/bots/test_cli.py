@@ -57,7 +57,7 @@ def test_chat_with_the_bundled_model_from_a_pipe() -> None:
 def test_chat_keeps_context_until_reset(
     tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.model.responder import Responder
+    from core.model.responder import WARM_UP, Responder
 
     responder = Responder.load(tiny_model, warm_up=False)
     seen: list[list[str]] = []
@@ -73,11 +73,15 @@ def test_chat_keeps_context_until_reset(
     assert main(["chat", str(tiny_model)]) == 0
     first, second, third = capsys.readouterr().out.splitlines()
     keep = responder.meta.config.context_turns
-    assert seen == [
-        ["hello there"],
-        ["hello there", first, "what did you eat"][-keep:],
-        ["hi"],
-    ]
+    assert (
+        seen
+        == [
+            [WARM_UP],  # chat compiles what a reply needs before it reads the first line
+            ["hello there"],
+            ["hello there", first, "what did you eat"][-keep:],
+            ["hi"],
+        ]
+    )
     assert all(words(r) for r in (first, second, third))
 
 
@@ -248,7 +252,8 @@ async def test_worker_answers_from_redis_and_stops_on_sigterm(
         await store.enqueue(Incoming(room, "ann", text, "m1"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "bots.cli", "worker", str(tiny_model), "--method", "greedy"],
-        env={**os.environ, "PARLEY_REDIS_URL": redis_server.url},
+        # a batch of two: the two rooms in one batch, and two decoder shapes to compile
+        env={**os.environ, "PARLEY_REDIS_URL": redis_server.url, "PARLEY_WORKER_BATCH": "2"},
         stderr=subprocess.PIPE,
     )
     try:

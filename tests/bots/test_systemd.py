@@ -86,11 +86,14 @@ def test_worker_reports_ready_pings_reloads_and_stops(
         **os.environ,
         "PARLEY_REDIS_URL": redis_server.url,
         "PARLEY_MODEL": str(tiny_model),
-        "PARLEY_WORKER_PORT": str(port),
+        "PARLEY_WORKER_PORT": "0",  # as .env.example has it: the unit's --port %i wins
         "WATCHDOG_USEC": "400000",
+        "PARLEY_WORKER_BATCH": "2",  # two shapes to compile, not five
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bots.cli", "worker"], env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "bots.cli", "worker", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
     )
     seen: list[str] = []
     try:

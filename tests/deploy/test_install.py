@@ -46,12 +46,23 @@ def test_install_then_upgrade_in_place(tmp_path: Path) -> None:
     assert f"EnvironmentFile={etc}/parley.env" in worker and "/opt/parley" not in worker
     assert "parley config check" in first.stdout
 
+    secrets = etc / "credentials"
+    assert {p.name for p in secrets.iterdir()} == {"common", "web", "telegram", "slack"}
+
     env_file.write_text("PARLEY_REDIS_URL=redis://127.0.0.1:6379/0\n")
     (opt / "core" / "gone.py").write_text("# a module the new version no longer has\n")
+    # secrets as an installation from before the split kept them
+    (secrets / "telegram_token").write_text("123:abc")
+    (secrets / "slack_signing_secret").write_text("s3cret")
+    (secrets / "redis_url").write_text("redis://:pw@db:6379/0")
     second = install(tmp_path)
     assert second.returncode == 0, second.stderr
     assert env_file.read_text() == "PARLEY_REDIS_URL=redis://127.0.0.1:6379/0\n"
     assert not (opt / "core" / "gone.py").exists()
+    assert (secrets / "telegram" / "token").read_text() == "123:abc"
+    assert (secrets / "slack" / "signing_secret").read_text() == "s3cret"
+    assert (secrets / "common" / "redis_url").read_text() == "redis://:pw@db:6379/0"
+    assert not [p for p in secrets.iterdir() if p.is_file()]
 
 
 def test_config_check_reads_the_installed_env_file(tmp_path: Path) -> None:

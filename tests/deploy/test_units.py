@@ -73,8 +73,9 @@ def test_services_notify_restart_and_load_settings_and_secrets(unit: str) -> Non
         "Restart=on-failure",
         "RestartPreventExitStatus=78",
         "EnvironmentFile=/etc/parley/parley.env",
-        "LoadCredential=parley:/etc/parley/credentials",
+        "LoadCredential=parley:/etc/parley/credentials/common\n",
         "PartOf=parley.target",
+        "After=parley.target",  # so that stopping the target waits for the unit
         "MemoryMax=",
     ):
         assert line in text, f"{unit}: {line}"
@@ -113,3 +114,38 @@ def test_a_process_that_keeps_failing_trips_the_start_limit(unit: str) -> None:
     # stops restarting it, instead of restarting it every few seconds for ever.
     assert burst * delay < interval
     assert delay >= 5  # a pause between tries, not a tight loop
+
+
+OWN_SECRETS = {
+    "parley-worker@.service": set(),
+    "parley-web.service": {"web"},
+    "parley-telegram.service": {"telegram"},
+    "parley-slack.service": {"slack"},
+}
+
+
+def loaded_credentials(unit: str) -> set[str]:
+    return set(re.findall(r"^LoadCredential=(\S+)$", (DEPLOY / unit).read_text(), re.M))
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_each_unit_gets_only_its_own_secrets(unit: str) -> None:
+    expected = {"parley:/etc/parley/credentials/common"} | {
+        f"parley_{own}:/etc/parley/credentials/{own}" for own in OWN_SECRETS[unit]
+    }
+    assert loaded_credentials(unit) == expected
+
+
+def test_each_unit_has_a_state_directory_of_its_own() -> None:
+    # Dynamic users of different units sharing one StateDirectory take it from each other.
+    homes = [settings_of(unit)["Service"]["StateDirectory"] for unit in SERVICES]
+    assert len(set(homes)) == len(homes)
+    for unit, home in zip(SERVICES, homes, strict=True):
+        assert f"HOME=/var/lib/{home}" in settings_of(unit)["Service"]["Environment"], unit
+
+
+def test_the_worker_port_is_the_instance_name_whatever_the_environment_file_says() -> None:
+    # EnvironmentFile= overrides Environment=, so the port goes on the command line.
+    service = settings_of("parley-worker@.service")["Service"]
+    assert service["ExecStart"].endswith("parley worker --port %i")
+    assert "PARLEY_WORKER_PORT" not in (DEPLOY / "parley-worker@.service").read_text()

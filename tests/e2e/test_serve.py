@@ -104,7 +104,9 @@ async def stopped(process: Process) -> int:
 async def test_parley_serve_opens_a_room_with_the_bundled_model(start: Any) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    serve = await start(str(PARLEY), "serve", env=clean_env(PARLEY_WEB_PORT=str(port)))
+    # batches of up to 4 questions: three decoder shapes to compile, not five
+    env = clean_env(PARLEY_WEB_PORT=str(port), PARLEY_WORKER_BATCH="4")
+    serve = await start(str(PARLEY), "serve", env=env)
     assert serve.proc.stdout is not None
     line = await asyncio.wait_for(serve.proc.stdout.readline(), 120)
     assert f"open {base}/r/lobby in a browser" in line.decode(), serve.tail()
@@ -158,6 +160,8 @@ async def test_configuration_mistakes_stop_with_a_message(start: Any) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        serve = await start(str(PARLEY), "serve", env=clean_env(PARLEY_WEB_PORT=str(port)))
+        # batches of up to 4 questions: three decoder shapes to compile, not five
+    env = clean_env(PARLEY_WEB_PORT=str(port), PARLEY_WORKER_BATCH="4")
+    serve = await start(str(PARLEY), "serve", env=env)
         assert await asyncio.wait_for(serve.proc.wait(), 60) == EX_CONFIG
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in serve.tail()

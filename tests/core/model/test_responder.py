@@ -27,7 +27,7 @@ def indexed(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Respo
     shutil.copytree(tiny_model, directory)
     build(directory)
     assert (directory / "index.npz").is_file() and (directory / "persona.yml").is_file()
-    return Responder.load(directory, name="Robin")
+    return Responder.load(directory, warm_up=False, name="Robin")
 
 
 def test_the_model_ranks_a_relevant_reply_above_a_generic_one(tiny_responder: Responder) -> None:
