@@ -160,8 +160,6 @@ async def test_configuration_mistakes_stop_with_a_message(start: Any) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        # batches of up to 4 questions: three decoder shapes to compile, not five
-    env = clean_env(PARLEY_WEB_PORT=str(port), PARLEY_WORKER_BATCH="4")
-    serve = await start(str(PARLEY), "serve", env=env)
+        serve = await start(str(PARLEY), "serve", env=clean_env(PARLEY_WEB_PORT=str(port)))
         assert await asyncio.wait_for(serve.proc.wait(), 60) == EX_CONFIG
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in serve.tail()
