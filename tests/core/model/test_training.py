@@ -48,33 +48,46 @@ def _train_cmd(corpus: Path, out: Path, epochs: int) -> list[str]:
     ]
 
 
-def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+def _checkpointed(out: Path) -> int:
+    """The last epoch in the run's checkpoint (0 for none, or while one is swapped in)."""
+    try:
+        return int(json.loads((out / "checkpoints" / "state.json").read_text())["epoch"])
+    except FileNotFoundError:
+        return 0
+
+
+def _interrupt(proc: subprocess.Popen[bytes], out: Path, how: int) -> tuple[int, bytes]:
+    """Send `how` once the run has checkpointed an epoch; the exit status and stderr."""
+    done = _checkpointed(out)
+    deadline = time.monotonic() + 120
+    while _checkpointed(out) <= done:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline, f"{path} never appeared"
+        assert time.monotonic() < deadline, "no epoch was checkpointed"
         time.sleep(0.1)
-
-
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_training_resumes(synthetic_jsonl: Path, tmp_path: Path, how: int) -> None:
-    out = tmp_path / "model"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        _train_cmd(synthetic_jsonl, out, epochs=40), stderr=subprocess.PIPE, env=env
-    )
-    _wait_for(out / "checkpoints" / "state.json", proc)  # the first epoch is done
     time.sleep(0.5)
     proc.send_signal(how)
     _, err = proc.communicate(timeout=60)
-    state = json.loads((out / "checkpoints" / "state.json").read_text())
-    if how == signal.SIGINT:
-        assert proc.returncode == 130
-        assert b"run the same command again to resume" in err
-    else:
-        assert proc.returncode == -signal.SIGKILL
-    done = state["epoch"]
-    assert 1 <= done < 40
+    return proc.returncode, err
+
+
+def test_interrupted_training_resumes(synthetic_jsonl: Path, tmp_path: Path) -> None:
+    # Ctrl-C, then a kill while resuming: each run continues where the last one stopped.
+    out = tmp_path / "model"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def start() -> subprocess.Popen[bytes]:
+        cmd = _train_cmd(synthetic_jsonl, out, epochs=40)
+        return subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env)
+
+    code, err = _interrupt(start(), out, signal.SIGINT)
+    assert code == 130 and b"run the same command again to resume" in err
+    first = _checkpointed(out)
+    assert 1 <= first < 40
+    code, err = _interrupt(start(), out, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert f"resuming at epoch {first + 1}".encode() in err
+    done = _checkpointed(out)
+    assert first < done < 40
     # run again, for a few more epochs in total: it continues instead of starting over
     resumed = subprocess.run(
         _train_cmd(synthetic_jsonl, out, epochs=done + 2), capture_output=True, env=env, timeout=300

@@ -207,11 +207,11 @@ async def test_four_workers_keep_every_chats_order(redis_server) -> None:  # typ
     store = RedisStore.from_url(redis_server.url, LIMITS)
     procs = start_workers(redis_server.url, 4)
     try:
-        await enqueue_all(store, interleaved(chats=50, per_chat=200))
-        await wait_answered(store, 50, 200, timeout=180)
+        await enqueue_all(store, interleaved(chats=50, per_chat=100))
+        await wait_answered(store, 50, 100, timeout=180)
     finally:
         stop_workers(procs)
-    await assert_exactly_once_in_order(store, 50, 200)
+    await assert_exactly_once_in_order(store, 50, 100)
     await store.close()
 
 
