@@ -274,7 +274,12 @@ async def test_worker_answers_from_redis_and_stops_on_sigterm(
 
 
 @pytest.mark.slow
-def test_index_builds_the_reply_index_and_persona(tiny_model: Path, tmp_path: Path) -> None:
+def test_index_builds_the_reply_index_and_persona(
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import shutil
 
     from core.model.index import ReplyIndex
@@ -290,13 +295,12 @@ def test_index_builds_the_reply_index_and_persona(tiny_model: Path, tmp_path: Pa
     assert (model / "index.npz").is_file() and (model / "persona.yml").is_file()
     index = ReplyIndex.load(model / "index.npz")
     assert index.search(["what is your favourite board game?"], 1)[0].text == "Chess, every time."
-    answer = run_cli(
-        "chat", str(model), stdin="what is your name?\n", env={"PARLEY_BOT_NAME": "Kim"}
-    )
-    assert answer.returncode == 0, answer.stderr[-2000:]
-    assert "Kim" in answer.stdout  # the persona, with the bot's name
-    broken = run_cli("index", str(tmp_path / "nothing-here"))
-    assert broken.returncode != 0 and "parley.json" in broken.stderr
+    monkeypatch.setenv("PARLEY_BOT_NAME", "Kim")
+    monkeypatch.setattr("sys.stdin", io.StringIO("what is your name?\n"))
+    assert main(["chat", str(model)]) == 0
+    assert "Kim" in capsys.readouterr().out  # the persona, with the bot's name
+    assert main(["index", str(tmp_path / "nothing-here")]) != 0
+    assert "parley.json" in capsys.readouterr().err
 
 
 def test_a_wrong_redis_password_stops_an_adapter_with_one_line(tmp_path: Path) -> None:

@@ -40,8 +40,7 @@ def test_directory_holds_everything(tiny_model: Path) -> None:
 def test_reload_gives_the_same_replies(tiny_model: Path, tiny_responder: Responder) -> None:
     again = Responder.load(tiny_model, warm_up=False)
     contexts = [["how is the weather"], ["what did you eat"]]
-    for method in ("greedy", "beam"):
-        assert again.reply(contexts, method=method) == tiny_responder.reply(contexts, method=method)
+    assert again.reply(contexts, method="greedy") == tiny_responder.reply(contexts, method="greedy")
     same_seed = {"method": "sample", "seed": 3}
     assert again.reply(contexts, **same_seed) == tiny_responder.reply(contexts, **same_seed)
 

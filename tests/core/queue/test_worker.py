@@ -235,13 +235,13 @@ async def test_workers_killed_mid_batch_lose_and_double_nothing(redis_server) ->
 
     killer = asyncio.create_task(chaos())
     try:
-        await enqueue_all(store, interleaved(chats=50, per_chat=200, seed=1))
-        await wait_answered(store, 50, 200, timeout=240)
+        await enqueue_all(store, interleaved(chats=50, per_chat=100, seed=1))
+        await wait_answered(store, 50, 100, timeout=240)
     finally:
         killer.cancel()
         stop_workers(procs)
     assert kills >= 5
-    await assert_exactly_once_in_order(store, 50, 200)
+    await assert_exactly_once_in_order(store, 50, 100)
     await store.close()
 
 
