@@ -466,6 +466,7 @@ def boot_and_check() -> int:
                 print(machine.sh(DIAGNOSE, check=False), flush=True)
     finally:
         machine.stop()
+        shutil.rmtree(booted, ignore_errors=True)  # the booted copy; the installed root stays
     print(f"{len(CHECKS) - failures} of {len(CHECKS)} checks passed")
     return 1 if failures else 0
 
